@@ -1,0 +1,311 @@
+"""The multi-table commit protocol.
+
+A small Lance table, the catalog (rows ``(table, version)``), pins the visible version of every
+entity table. Readers read the catalog once and every table at its pinned version: a consistent
+snapshot of the whole lake. A writer, per transaction:
+
+1. writes the data files of its appends (invisible until committed);
+2. takes the writer lease (throughput only; safety does not depend on it);
+3. reads the catalog: its Lance version ``cv`` and the pins;
+4. for every table it touches, rolls the table back to its pin if anything lies beyond it
+   (**R1**: always, not only after a crash) and checks that the result equals the pin (**R2**);
+5. commits each operation on top of an exact read version and requires the new version to be
+   exactly one more (**R3**); anything else means another writer slipped in: abort and retry;
+6. swaps the catalog by an Overwrite committed with ``read_version=cv``; losing that swap aborts
+   and redoes the whole transaction, never re-swaps the same pins (**R4**).
+
+Rows of a killed or stalled writer therefore always lie beyond the pins, where no reader looks,
+and the next writer rolls them back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import fsspec
+import lance
+import pyarrow as pa
+from lance import LanceDataset
+from lance.dataset import LanceOperation
+
+from lakecore.errors import (
+    CommitConflictError,
+    CommitError,
+    LakecoreError,
+    StorageError,
+    TableNotFoundError,
+)
+from lakecore.storage import Lease, LakeUri
+from lakecore.tables import TableStore
+from lakecore.tables.write import Append, Op, Reindex, Upsert, apply_op, conform, needs_reindex
+from lakecore.tables.write import prewrite as _prewrite
+
+__all__ = ["CATALOG_SCHEMA", "Catalog", "CommitResult", "Snapshot", "set_fault_hook"]
+
+CATALOG_SCHEMA = pa.schema(
+    [pa.field("table", pa.string(), nullable=False), pa.field("version", pa.int64(), nullable=False)]
+)
+
+_fault_hook: Callable[[str], None] | None = None
+
+
+def set_fault_hook(hook: Callable[[str], None] | None) -> None:
+    """Testing only: call ``hook(step)`` at every step of a commit (to kill or stall there)."""
+    global _fault_hook
+    _fault_hook = hook
+
+
+def _step(name: str) -> None:
+    if _fault_hook is not None:
+        _fault_hook(name)
+
+
+class _Fenced(Exception):
+    """Another writer changed a table under this transaction."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent view of the whole lake: every table at the version the catalog pins."""
+
+    store: TableStore
+    catalog_version: int
+    pins: dict[str, int]
+
+    def dataset(self, name: str) -> LanceDataset:
+        """The Lance dataset of a table at its pinned version."""
+        try:
+            version = self.pins[name]
+        except KeyError:
+            raise TableNotFoundError(f"the lake has no table {name!r}", table=name) from None
+        return self.store.at(name, version)
+
+    def to_table(
+        self, name: str, *, columns: Sequence[str] | None = None, filter: str | None = None
+    ) -> pa.Table:
+        """Read (part of) a table at its pinned version."""
+        return self.dataset(name).to_table(columns=columns, filter=filter)
+
+    def count(self, name: str, filter: str | None = None) -> int:
+        """Count a table's rows (matching ``filter``) at its pinned version."""
+        return int(self.dataset(name).count_rows(filter=filter))
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a commit produced."""
+
+    snapshot: Snapshot
+    txn_id: str
+    attempts: int
+    tables: dict[str, int] = field(default_factory=dict)
+
+
+Build = Callable[[Snapshot], Iterable[Op]]
+
+
+class Catalog:
+    """Reads snapshots of a lake and commits multi-table transactions atomically.
+
+    Args:
+        root: the lake root.
+        store: the lake's tables.
+        fs: the lake's filesystem (for the lease).
+        lease_ttl: seconds before a crashed writer's lease may be taken over.
+        lease_timeout: seconds a writer waits for the lease before giving up.
+    """
+
+    def __init__(
+        self,
+        root: LakeUri,
+        store: TableStore,
+        fs: fsspec.AbstractFileSystem,
+        *,
+        lease_ttl: float = 30.0,
+        lease_timeout: float = 300.0,
+        max_attempts: int = 8,
+    ) -> None:
+        self.uri = root.child("_catalog.lance").uri
+        self.store = store
+        self.lease = Lease(fs, root.child("_lease").uri, ttl=lease_ttl)
+        self.lease_timeout = lease_timeout
+        self.max_attempts = max_attempts
+        self._local = threading.Lock()
+
+    # -- reading ------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """True when the catalog has been created."""
+        try:
+            lance.dataset(self.uri, storage_options=self.store.options)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def create(self, pins: dict[str, int]) -> None:
+        """Create the catalog with initial pins (no-op if another process did first)."""
+        table = pa.table(
+            {"table": list(pins), "version": list(pins.values())}, schema=CATALOG_SCHEMA
+        )
+        try:
+            lance.write_dataset(table, self.uri, mode="create", storage_options=self.store.options)
+        except (OSError, ValueError) as exc:
+            if "exist" not in str(exc).lower():
+                raise StorageError(f"cannot create the lake catalog: {exc}") from exc
+
+    def _read(self) -> tuple[int, dict[str, int]]:
+        try:
+            ds = lance.dataset(self.uri, storage_options=self.store.options)
+            rows = ds.to_table()
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"cannot read the lake catalog at {self.uri}: {exc}") from exc
+        pins = dict(zip(rows["table"].to_pylist(), rows["version"].to_pylist(), strict=True))
+        return int(ds.version), pins
+
+    def snapshot(self) -> Snapshot:
+        """Read the catalog once and return the consistent view it pins."""
+        cv, pins = self._read()
+        return Snapshot(self.store, cv, pins)
+
+    # -- writing ------------------------------------------------------------------------------
+    def commit(
+        self,
+        ops: Sequence[Op] = (),
+        *,
+        build: Build | None = None,
+        message: str | None = None,
+        add_tables: dict[str, int] | None = None,
+    ) -> CommitResult:
+        """Commit operations on several tables as one atomic change of the lake.
+
+        Args:
+            ops: operations known up front (append data files are written before the lease).
+            build: called under the lease with the snapshot the transaction is based on; it
+                validates against that snapshot (raising aborts with nothing written) and returns
+                more operations. It is called again if the transaction is retried.
+            message: recorded with the catalog commit.
+            add_tables: new tables to pin (name -> version), for lake upgrades.
+
+        Raises:
+            CommitConflictError: other writers kept winning for ``max_attempts`` tries.
+            LakecoreError: whatever ``build`` raised (nothing is written).
+        """
+        fixed = [self._prepare(op) for op in ops]
+        txn_id = uuid.uuid4().hex
+        with self._local:
+            self.lease.acquire(self.lease_timeout)
+            try:
+                _step("lease_acquired")
+                for attempt in range(1, self.max_attempts + 1):
+                    try:
+                        return self._attempt(fixed, build, message, txn_id, attempt, add_tables)
+                    except _Fenced:
+                        for op in fixed:
+                            if isinstance(op, Append):
+                                op.fragments = None
+                        time.sleep(0.05 * attempt)
+                raise CommitConflictError(
+                    f"gave up after {self.max_attempts} attempts: other writers kept changing "
+                    "the lake; retry later", attempts=self.max_attempts,
+                )
+            finally:
+                self.lease.release()
+                _step("released")
+
+    def _prepare(self, op: Op) -> Op:
+        if isinstance(op, (Append, Upsert)):
+            op.data = conform(self.store, op.table, op.data)
+        if isinstance(op, Append):
+            _prewrite(self.store, op)
+        return op
+
+    def _attempt(
+        self,
+        fixed: list[Op],
+        build: Build | None,
+        message: str | None,
+        txn_id: str,
+        attempt: int,
+        add_tables: dict[str, int] | None,
+    ) -> CommitResult:
+        cv, pins = self._read()
+        pins.update({k: v for k, v in (add_tables or {}).items() if k not in pins})
+        _step("catalog_read")
+        snap = Snapshot(self.store, cv, dict(pins))
+        ops = list(fixed)
+        if build is not None:
+            ops.extend(self._prepare(op) for op in build(snap))
+        by_table: dict[str, list[Op]] = {}
+        for op in ops:
+            if op.table not in pins:
+                raise TableNotFoundError(f"the lake has no table {op.table!r}", table=op.table)
+            by_table.setdefault(op.table, []).append(op)
+        new_pins = dict(pins)
+        try:
+            for name, table_ops in by_table.items():
+                version = self._rollback(name, pins[name])
+                for op in table_ops:
+                    version = self._fenced(op, version)
+                if needs_reindex(self.store.at(name, version), self.store, name):
+                    version = self._fenced(Reindex(name), version)
+                new_pins[name] = version
+                self.lease.renew()
+                _step(f"table_committed:{name}")
+        except _Fenced:
+            raise
+        except LakecoreError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, lance.commit.CommitConflictError):
+                raise _Fenced(str(exc)) from exc
+            raise CommitError(f"commit failed while writing tables: {exc}") from exc
+        _step("before_swap")
+        self._swap(cv, new_pins, message, txn_id)
+        _step("after_swap")
+        return CommitResult(Snapshot(self.store, cv + 1, new_pins), txn_id, attempt,
+                            {k: v for k, v in new_pins.items() if pins.get(k) != v})
+
+    def _fenced(self, op: Op, version: int) -> int:
+        produced = apply_op(self.store, op, version)
+        if produced != version + 1:
+            raise _Fenced(f"{op.table}: expected version {version + 1}, produced {produced}")
+        return produced
+
+    def _rollback(self, name: str, pin: int) -> int:
+        """R1 + R2: bring the table's latest version back to the pinned content."""
+        latest = self.store.latest(name)
+        if latest.version == pin:
+            return pin
+        pinned = self.store.at(name, pin)
+        try:
+            lance.dataset(self.store.uri(name), version=pin,
+                          storage_options=self.store.options).restore()
+        except OSError as exc:
+            raise _Fenced(f"{name}: restore lost a race ({exc})") from exc
+        restored = self.store.latest(name)
+        same = [f.metadata for f in restored.get_fragments()] == [
+            f.metadata for f in pinned.get_fragments()
+        ]
+        if not same:
+            raise _Fenced(f"{name}: another writer committed right after the rollback")
+        return int(restored.version)
+
+    def _swap(self, cv: int, pins: dict[str, int], message: str | None, txn_id: str) -> None:
+        table = pa.table({"table": list(pins), "version": list(pins.values())},
+                         schema=CATALOG_SCHEMA)
+        try:
+            frags = lance.fragment.write_fragments(
+                table, self.uri, schema=CATALOG_SCHEMA, storage_options=self.store.options
+            )
+            LanceDataset.commit(
+                self.uri, LanceOperation.Overwrite(CATALOG_SCHEMA, frags), read_version=cv,
+                storage_options=self.store.options,
+                commit_message=f"lakecore txn {txn_id}: {message or ''}".strip(),
+            )
+        except OSError as exc:
+            if isinstance(exc, lance.commit.CommitConflictError):
+                raise _Fenced(f"catalog swap lost to another writer ({exc})") from exc
+            raise CommitError(f"cannot swap the lake catalog: {exc}") from exc

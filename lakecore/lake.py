@@ -1,0 +1,199 @@
+"""The Lake: the facade a user opens. It wires the layers together and has no logic of its own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from lakecore.catalog import Catalog, CommitResult, Snapshot
+from lakecore.catalog.commit import Build
+from lakecore.errors import ConfigError, LakeNotFoundError, StorageError
+from lakecore.storage import (
+    DEFAULT_LARGE_THRESHOLD,
+    LakeUri,
+    PayloadStore,
+    StorageOptions,
+    filesystem,
+    parse,
+)
+from lakecore.storage._errors import storage_errors
+from lakecore.tables import TableStore, entity_specs
+from lakecore.tables.write import Op
+from schemas import LakeInfo, MountConfig, MountKind
+
+__all__ = ["FORMAT_VERSION", "Lake", "connect"]
+
+FORMAT_VERSION = 1
+"""The lake format this lakecore writes; lakes of a newer format are refused."""
+
+
+class Lake:
+    """An open lake. Use :func:`connect` to get one.
+
+    Attributes:
+        uri: the lake's location as given.
+        info: the lake's ``lake.json`` (id, format, mounts).
+        objects: the payload store (``put``, ``put_many``, ``get``, ``get_many``, ``open``,
+            ``head``, ``exists``, ``copy``, ``register``).
+    """
+
+    def __init__(
+        self,
+        location: LakeUri,
+        info: LakeInfo,
+        options: StorageOptions | None,
+        *,
+        lease_ttl: float,
+        large_threshold: int,
+    ) -> None:
+        self.location = location
+        self.uri = location.given
+        self.info = info
+        self.storage_options = dict(options or {})
+        fs = filesystem(location, options)
+        self.objects = PayloadStore(location, info, options, large_threshold=large_threshold)
+        self._tables = TableStore(location, entity_specs(), options)
+        self._catalog = Catalog(location, self._tables, fs, lease_ttl=lease_ttl)
+
+    def __repr__(self) -> str:
+        return f"Lake({self.uri!r}, id={self.info.lake_id!r})"
+
+    # -- snapshots and commits (used by the entity API) ----------------------------------------
+    def snapshot(self) -> Snapshot:
+        """A consistent view of every table, as of now."""
+        return self._catalog.snapshot()
+
+    def table(self, name: str, *, snapshot: Snapshot | None = None, **scan: Any) -> pa.Table:
+        """Read a whole table (``columns=``, ``filter=``) at a snapshot (default: now)."""
+        return (snapshot or self.snapshot()).to_table(name, **scan)
+
+    def commit(
+        self, ops: Sequence[Op] = (), *, build: Build | None = None, message: str | None = None
+    ) -> CommitResult:
+        """Commit table operations atomically across tables (see ``lakecore.catalog``)."""
+        return self._catalog.commit(ops, build=build, message=message)
+
+    @property
+    def table_names(self) -> list[str]:
+        """The lake's entity tables."""
+        return sorted(self._tables.specs)
+
+    def describe(self) -> dict[str, Any]:
+        """Lake id, format, mounts, and row count and version of every table."""
+        snap = self.snapshot()
+        return {
+            "uri": self.uri,
+            "lake_id": self.info.lake_id,
+            "format_version": self.info.format_version,
+            "catalog_version": snap.catalog_version,
+            "mounts": self.objects.describe(),
+            "default_mount": self.info.default_mount,
+            "tables": {
+                name: {"rows": snap.count(name), "version": snap.pins[name]}
+                for name in sorted(snap.pins)
+            },
+        }
+
+
+def _read_info(location: LakeUri, options: StorageOptions | None) -> LakeInfo | None:
+    fs = filesystem(location, options)
+    path = location.child("lake.json").uri
+    with storage_errors(f"reading {path}"):
+        try:
+            raw = fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+    try:
+        return LakeInfo.model_validate_json(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not a valid lake.json: {exc}") from exc
+
+
+def _initialise(location: LakeUri, options: StorageOptions | None, info: LakeInfo) -> LakeInfo:
+    """Create payload store, tables and catalog, then publish lake.json (create-if-absent)."""
+    probe = Lake(location, info, options, lease_ttl=30.0, large_threshold=DEFAULT_LARGE_THRESHOLD)
+    probe.objects.create()
+    versions = probe._tables.create_missing()
+    probe._catalog.create(versions)
+    fs = filesystem(location, options)
+    path = location.child("lake.json").uri
+    try:
+        with storage_errors(f"writing {path}"):
+            fs.pipe_file(path, info.model_dump_json(indent=2).encode(), mode="create")
+    except StorageError:
+        winner = _read_info(location, options)
+        if winner is None:
+            raise
+        return winner
+    return info
+
+
+def connect(
+    uri: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, str] | None = None,
+    create: bool = True,
+    mounts: Mapping[str, str] | None = None,
+    lease_ttl: float = 30.0,
+    large_threshold: int = DEFAULT_LARGE_THRESHOLD,
+) -> Lake:
+    """Open the lake at ``uri``, creating it when absent (unless ``create=False``).
+
+    Args:
+        uri: a local folder, ``s3://bucket/prefix``, ``gs://…``, ``az://…`` or ``memory://name``.
+        storage_options: object-store options (``endpoint``, ``aws_access_key_id``, …; see
+            ``lakecore.storage.options``), used for the lake and its folder mounts.
+        create: create a new lake when none exists at ``uri``.
+        mounts: extra folder mounts to add, name -> URI (kept in ``lake.json``).
+        lease_ttl: seconds after which a crashed writer's lease may be taken over.
+        large_threshold: payloads of at least this many bytes are stored one object each.
+
+    Example:
+        >>> import lakecore
+        >>> lake = lakecore.connect("memory://doc-example")
+        >>> ref = lake.objects.put(b"hello")
+        >>> lake.objects.get(ref)
+        b'hello'
+    """
+    location = parse(uri)
+    info = _read_info(location, storage_options)
+    if info is None:
+        if not create:
+            raise LakeNotFoundError(f"no lake at {location.given!r} (lake.json missing)")
+        info = _initialise(location, storage_options, LakeInfo())
+    if info.format_version > FORMAT_VERSION:
+        raise ConfigError(
+            f"the lake at {location.given!r} has format {info.format_version}, newer than this "
+            f"lakecore ({FORMAT_VERSION}): upgrade lakecore"
+        )
+    if mounts:
+        info = _add_mounts(location, storage_options, info, mounts)
+    lake = Lake(location, info, storage_options, lease_ttl=lease_ttl,
+                large_threshold=large_threshold)
+    missing = {n: v for n, v in lake._tables.create_missing().items()
+               if n not in lake.snapshot().pins}
+    if missing:
+        lake._catalog.commit(add_tables=missing, message="add tables")
+    return lake
+
+
+def _add_mounts(
+    location: LakeUri, options: StorageOptions | None, info: LakeInfo, mounts: Mapping[str, str]
+) -> LakeInfo:
+    new = dict(info.mounts)
+    for name, mount_uri in mounts.items():
+        cfg = MountConfig(kind=MountKind.FOLDER, uri=str(mount_uri))
+        if name in new and new[name] != cfg:
+            raise ConfigError(f"mount {name!r} exists with another configuration: {new[name]}")
+        new[name] = cfg
+    if new == info.mounts:
+        return info
+    info = info.model_copy(update={"mounts": new})
+    LakeInfo.model_validate(info.model_dump())
+    fs = filesystem(location, options)
+    with storage_errors("updating lake.json"):
+        fs.pipe_file(location.child("lake.json").uri, info.model_dump_json(indent=2).encode())
+    return info

@@ -1,0 +1,128 @@
+"""Table write operations, each committed as exactly one new Lance version.
+
+An operation is data (``Append``, ``Upsert``, ``Delete``); :func:`apply_op` commits it on top of
+an exact ``read_version`` and returns the version it produced. The commit protocol in
+``lakecore.catalog`` checks that this is ``read_version + 1``: any other number means another
+writer slipped in, and the transaction aborts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lance
+import pyarrow as pa
+from lance import LanceDataset
+from lance.dataset import LanceOperation
+
+from lakecore.errors import SchemaError
+from lakecore.tables.store import TableStore
+
+__all__ = ["Append", "Delete", "Op", "Reindex", "Upsert", "apply_op", "conform", "prewrite"]
+
+REINDEX_ROWS = 20_000
+"""Unindexed rows in a table above which a commit also folds them into its indices."""
+
+
+@dataclass
+class Append:
+    """Append rows (fragments are written before the writer lease is taken)."""
+
+    table: str
+    data: pa.Table
+    fragments: list[Any] | None = field(default=None, repr=False)
+
+
+@dataclass
+class Upsert:
+    """Insert rows, replacing those with the same primary key."""
+
+    table: str
+    data: pa.Table
+
+
+@dataclass
+class Delete:
+    """Delete the rows matching a Lance SQL predicate."""
+
+    table: str
+    predicate: str
+
+
+@dataclass
+class Reindex:
+    """Fold unindexed rows into the table's scalar indices."""
+
+    table: str
+
+
+Op = Append | Upsert | Delete | Reindex
+
+
+def conform(store: TableStore, name: str, data: pa.Table) -> pa.Table:
+    """Return ``data`` with exactly the table's schema (column order and types), or raise."""
+    schema = store.specs[name].schema
+    missing = [n for n in schema.names if n not in data.column_names]
+    extra = [n for n in data.column_names if n not in schema.names]
+    if missing or extra:
+        raise SchemaError(
+            f"rows for table {name!r} do not match its columns (missing {missing}, unknown "
+            f"{extra})", table=name, missing=missing, extra=extra,
+        )
+    try:
+        return data.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise SchemaError(f"rows for table {name!r} have wrong types: {exc}", table=name) from exc
+
+
+def prewrite(store: TableStore, op: Append) -> None:
+    """Write an append's data files now; they stay invisible until committed."""
+    if op.fragments is None:
+        schema = store.specs[op.table].schema
+        op.fragments = lance.fragment.write_fragments(
+            op.data, store.uri(op.table), schema=schema, storage_options=store.options,
+        )
+
+
+def needs_reindex(ds: LanceDataset, store: TableStore, name: str) -> bool:
+    """True when a table's indices miss enough rows to be worth refreshing."""
+    for column, _ in store.specs[name].indices:
+        try:
+            stats = ds.stats.index_stats(f"{column}_idx")
+        except (KeyError, ValueError, OSError):
+            continue
+        if stats.get("num_unindexed_rows", 0) >= REINDEX_ROWS:
+            return True
+    return False
+
+
+def apply_op(store: TableStore, op: Op, read_version: int) -> int:
+    """Commit one operation on top of ``read_version``; return the version it produced."""
+    uri = store.uri(op.table)
+    opts = store.options
+    if isinstance(op, Append):
+        prewrite(store, op)
+        nd = LanceDataset.commit(
+            uri, LanceOperation.Append(op.fragments), read_version=read_version,
+            storage_options=opts,
+        )
+        return int(nd.version)
+    ds = lance.dataset(uri, version=read_version, storage_options=opts)
+    if isinstance(op, Upsert):
+        key = store.specs[op.table].key
+        if key is None:
+            raise SchemaError(f"table {op.table!r} has no primary key to upsert on")
+        txn, _ = (
+            ds.merge_insert(key)
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute_uncommitted(op.data)
+        )
+        nd = LanceDataset.commit(uri, txn, read_version=read_version, storage_options=opts)
+        return int(nd.version)
+    if isinstance(op, Delete):
+        ds.delete(op.predicate)
+        return int(ds.version)
+    ds.optimize.optimize_indices()
+    return int(ds.version)
