@@ -30,6 +30,7 @@ import fsspec
 import lance
 import pyarrow as pa
 from lance import LanceDataset
+from lance.commit import CommitConflictError as LanceConflictError
 from lance.dataset import LanceOperation
 
 from lakecore.errors import (
@@ -258,8 +259,8 @@ class Catalog:
             raise
         except LakecoreError:
             raise
-        except (OSError, ValueError, RuntimeError) as exc:
-            if isinstance(exc, lance.commit.CommitConflictError):
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, LanceConflictError):
                 raise _Fenced(str(exc)) from exc
             raise CommitError(f"commit failed while writing tables: {exc}") from exc
         _step("before_swap")
@@ -306,6 +307,6 @@ class Catalog:
                 commit_message=f"lakecore txn {txn_id}: {message or ''}".strip(),
             )
         except OSError as exc:
-            if isinstance(exc, lance.commit.CommitConflictError):
+            if isinstance(exc, LanceConflictError):
                 raise _Fenced(f"catalog swap lost to another writer ({exc})") from exc
             raise CommitError(f"cannot swap the lake catalog: {exc}") from exc
