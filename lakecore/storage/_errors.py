@@ -31,3 +31,10 @@ def storage_errors(what: str) -> Iterator[None]:
         raise StoragePermissionError(f"{what}: permission denied ({exc})") from exc
     except OSError as exc:
         raise StorageError(f"{what}: {exc}") from exc
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] in _CLIENT_LIBRARIES:
+            raise StorageError(f"{what}: {exc}") from exc
+        raise
+
+
+_CLIENT_LIBRARIES = frozenset({"botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs"})

@@ -70,6 +70,34 @@ BLOB_SCHEMA = pa.schema(
 )
 
 
+def _copy(head: list[bytes], stream: IO[bytes], out: IO[bytes], digest: Any) -> int:
+    """Write the ``head`` chunks then the rest of ``stream`` to ``out``; return the size."""
+    size = 0
+    while head:  # chunk-sized writes let the writer flush (multipart) part by part
+        part = head.pop(0)
+        digest.update(part)
+        size += len(part)
+        out.write(part)
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        out.write(chunk)
+    return size
+
+
+def _read_head(stream: IO[bytes], limit: int) -> list[bytes]:
+    """Read chunks until ``limit`` bytes or the end of the stream (no big concatenation)."""
+    head: list[bytes] = []
+    total = 0
+    while total < limit:
+        chunk = stream.read(min(CHUNK, limit - total))
+        if not chunk:
+            break
+        head.append(chunk)
+        total += len(chunk)
+    return head
+
+
 def _fanout(sha: str) -> str:
     return f"{sha[:2]}/{sha}"
 
@@ -122,7 +150,10 @@ class _BlobMount:
         empty = BLOB_SCHEMA.empty_table()
         try:
             ds = lance.write_dataset(
-                empty, self.table_uri, mode="create", enable_stable_row_ids=True,
+                empty,
+                self.table_uri,
+                mode="create",
+                enable_stable_row_ids=True,
                 storage_options=self._lopts,
             )
             ds.create_scalar_index("sha256", "BTREE")
@@ -179,18 +210,12 @@ class _BlobMount:
             ds.optimize.optimize_indices()
             self._ds = None
 
-    def put_stream(self, stream: IO[bytes], head: bytes) -> StorageRef:
+    def put_stream(self, stream: IO[bytes], head: list[bytes]) -> StorageRef:
         tmp = f"{self.staging.uri}/{uuid.uuid4().hex}"
         digest = hashlib.sha256()
-        size = 0
         with storage_errors("streaming a large payload"):
             with self.fs.open(tmp, "wb", block_size=CHUNK) as out:
-                chunk = head
-                while chunk:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-                    chunk = stream.read(CHUNK)
+                size = _copy(head, stream, out, digest)
             sha = digest.hexdigest()
             key = f"objects/{_fanout(sha)}"
             final = f"{self.objects.uri}/{_fanout(sha)}"
@@ -236,7 +261,7 @@ class _BlobMount:
                 raise ObjectNotFoundError(f"payload {ref.qualified_key} is not in the lake")
             return blob  # type: ignore[return-value]
         with storage_errors(f"opening {ref.qualified_key}"):
-            return self.fs.open(self._object_path(ref), "rb")  # type: ignore[no-any-return]
+            return self.fs.open(self._object_path(ref), "rb", block_size=CHUNK)  # type: ignore[no-any-return]
 
     def exists_many(self, refs: Sequence[StorageRef]) -> list[bool]:
         blob = [r.sha256 for r in refs if r.key.startswith("blob/")]
@@ -277,21 +302,17 @@ class _FolderMount:
 
     def _writable(self) -> None:
         if self.read_only:
-            raise ConfigError(f"mount {self.name!r} is read-only: register objects in place instead")
+            raise ConfigError(
+                f"mount {self.name!r} is read-only: register objects in place instead"
+            )
 
-    def put_stream(self, stream: IO[bytes], head: bytes, key: str | None) -> StorageRef:
+    def put_stream(self, stream: IO[bytes], head: list[bytes], key: str | None) -> StorageRef:
         self._writable()
         tmp = self.path(f".lakecore-staging/{uuid.uuid4().hex}")
         digest = hashlib.sha256()
-        size = 0
         with storage_errors(f"writing to mount {self.name!r}"):
             with self.fs.open(tmp, "wb", block_size=CHUNK) as out:
-                chunk = head
-                while chunk:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-                    chunk = stream.read(CHUNK)
+                size = _copy(head, stream, out, digest)
             sha = digest.hexdigest()
             key = key or f"by-sha256/{_fanout(sha)}"
             final = self.path(key)
@@ -312,7 +333,10 @@ class _FolderMount:
     def hash(self, key: str) -> StorageRef:
         digest = hashlib.sha256()
         size = 0
-        with storage_errors(f"reading {self.name}/{key}"), self.fs.open(self.path(key), "rb") as f:
+        with (
+            storage_errors(f"reading {self.name}/{key}"),
+            self.fs.open(self.path(key), "rb", block_size=CHUNK) as f,
+        ):
             while chunk := f.read(CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
@@ -332,7 +356,7 @@ class _FolderMount:
 
     def open(self, ref: StorageRef) -> BinaryIO:
         with storage_errors(f"opening {ref.qualified_key}"):
-            return self.fs.open(self.path(ref.key), "rb")  # type: ignore[no-any-return]
+            return self.fs.open(self.path(ref.key), "rb", block_size=CHUNK)  # type: ignore[no-any-return]
 
     def exists_many(self, refs: Sequence[StorageRef]) -> list[bool]:
         with storage_errors(f"probing mount {self.name!r}"):
@@ -440,8 +464,9 @@ class PayloadStore:
             assert isinstance(target, _BlobMount)
             target.put_small([s for _, s in pending])
             for i, s in pending:
-                refs[i] = StorageRef(mount=target.name, key=f"blob/{s.sha256}", sha256=s.sha256,
-                                     size=s.size)
+                refs[i] = StorageRef(
+                    mount=target.name, key=f"blob/{s.sha256}", sha256=s.sha256, size=s.size
+                )
             done += len(pending)
             pending, pending_bytes = [], 0
             if progress:
@@ -451,21 +476,20 @@ class PayloadStore:
             stream, size, owned = _as_stream(source)
             try:
                 if isinstance(target, _FolderMount):
-                    refs[i] = target.put_stream(stream, stream.read(CHUNK), keys[i] if keys else None)
+                    refs[i] = target.put_stream(stream, [], keys[i] if keys else None)
                     done += 1
                     if progress:
                         progress(done, total)
                     continue
-                if size is not None and size < self.large_threshold:
+                head = [] if size is not None else _read_head(stream, self.large_threshold)
+                if size is None and sum(map(len, head)) < self.large_threshold:
+                    staged = _Staged(b"".join(head))
+                elif size is not None and size < self.large_threshold:
                     staged = _Staged(stream.read())
                 else:
-                    head = stream.read(self.large_threshold)
-                    if len(head) < self.large_threshold:
-                        staged = _Staged(head)
-                    else:
-                        refs[i] = target.put_stream(stream, head)
-                        done += 1
-                        continue
+                    refs[i] = target.put_stream(stream, head)
+                    done += 1
+                    continue
             finally:
                 if owned:
                     stream.close()
@@ -503,7 +527,9 @@ class PayloadStore:
         for i, ref in enumerate(refs):
             by_mount.setdefault(ref.mount, []).append(i)
         for name, idx in by_mount.items():
-            for i, data in zip(idx, self.mount(name).read_many([refs[i] for i in idx]), strict=True):
+            for i, data in zip(
+                idx, self.mount(name).read_many([refs[i] for i in idx]), strict=True
+            ):
                 out[i] = data
         return [b for b in out if b is not None]
 
@@ -524,6 +550,8 @@ class PayloadStore:
         """Describe the mounts (for ``lake.info()``)."""
         out: dict[str, Any] = {}
         for name, m in self._mounts.items():
-            out[name] = {"kind": m.kind.value,
-                         "uri": m.root.given if isinstance(m, _FolderMount) else None}
+            out[name] = {
+                "kind": m.kind.value,
+                "uri": m.root.given if isinstance(m, _FolderMount) else None,
+            }
         return out

@@ -1,0 +1,88 @@
+"""Shared helpers of the entity API (no I/O of their own beyond the lake core)."""
+
+from __future__ import annotations
+
+import binascii
+import os
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from lakecore.catalog import CommitResult, Snapshot
+    from lakecore.catalog.commit import Build
+    from lakecore.storage import PayloadStore
+    from lakecore.tables.write import Op
+
+__all__ = ["LakeCore", "in_filter", "new_ids", "now_array", "quote", "rows_where"]
+
+
+class LakeCore(Protocol):
+    """What the entity API needs from a lake (``lakecore.lake.Lake`` satisfies it)."""
+
+    objects: PayloadStore
+
+    def snapshot(self) -> Snapshot:
+        """A consistent view of every table."""
+        ...
+
+    def commit(
+        self, ops: Sequence[Op] = (), *, build: Build | None = None, message: str | None = None
+    ) -> CommitResult:
+        """Commit operations atomically across tables."""
+        ...
+
+
+def new_ids(prefix: str, n: int) -> pa.Array:
+    """``n`` fresh ids ``<prefix>_<32 hex>`` generated without a per-row Python loop."""
+    if n == 0:
+        return pa.array([], pa.string())
+    hexes = np.frombuffer(binascii.hexlify(os.urandom(16 * n)), dtype="S32")
+    body = pa.array(hexes, pa.binary(32)).cast(pa.string())
+    return pc.binary_join_element_wise(pa.scalar(f"{prefix}_"), body, "")
+
+
+def now_array(n: int) -> pa.Array:
+    """``n`` copies of the current UTC time as ``timestamp[us, UTC]``."""
+    return pa.array([datetime.now(UTC)] * 1, pa.timestamp("us", tz="UTC")).take(
+        pa.array(np.zeros(n, dtype=np.int64))
+    )
+
+
+def quote(value: str) -> str:
+    """Quote a string literal for a Lance SQL filter."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def in_filter(column: str, values: Iterable[Any]) -> str:
+    """A Lance filter ``column IN (...)`` (``false`` when there are no values)."""
+    vals = list(dict.fromkeys(values))
+    if not vals:
+        return "false"
+    if all(isinstance(v, str) for v in vals):
+        return f"{column} IN ({','.join(quote(v) for v in vals)})"
+    return f"{column} IN ({','.join(str(int(v)) for v in vals)})"
+
+
+def rows_where(
+    snapshot: Snapshot,
+    table: str,
+    column: str,
+    values: Iterable[Any],
+    columns: Sequence[str] | None = None,
+    chunk: int = 4096,
+) -> pa.Table:
+    """Rows of ``table`` whose ``column`` is in ``values`` (uses the column's scalar index)."""
+    vals = list(dict.fromkeys(values))
+    ds = snapshot.dataset(table)
+    parts = [
+        ds.to_table(columns=columns, filter=in_filter(column, vals[i : i + chunk]))
+        for i in range(0, len(vals), chunk)
+    ]
+    if not parts:
+        return ds.schema.empty_table() if columns is None else ds.to_table(columns=columns, limit=0)
+    return pa.concat_tables(parts)
