@@ -281,7 +281,8 @@ class _BlobMount:
         if ids:
             with storage_errors("reading payloads"):
                 wanted = sorted(set(ids.values()))
-                for rowid, data in self.dataset().read_blobs("data", ids=wanted):
+                got = self.dataset().read_blobs("data", ids=wanted, preserve_order=True)
+                for rowid, (_address, data) in zip(wanted, got, strict=True):
                     if data is not None:
                         by_id[rowid] = data
         gone = [r.qualified_key for r in blob_refs if ids[r.sha256] not in by_id]
