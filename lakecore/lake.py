@@ -10,6 +10,11 @@ import pyarrow as pa
 
 from lakecore.catalog import Catalog, CommitResult, Snapshot
 from lakecore.catalog.commit import Build
+from lakecore.entities.aliases import Aliases
+from lakecore.entities.assets import Assets
+from lakecore.entities.collections import Collections, Retentions
+from lakecore.entities.datums import Datums
+from lakecore.entities.summary import summary
 from lakecore.errors import ConfigError, LakeNotFoundError, StorageError
 from lakecore.storage import (
     DEFAULT_LARGE_THRESHOLD,
@@ -38,6 +43,7 @@ class Lake:
         info: the lake's ``lake.json`` (id, format, mounts).
         objects: the payload store (``put``, ``put_many``, ``get``, ``get_many``, ``open``,
             ``head``, ``exists``, ``copy``, ``register``).
+        assets, aliases, collections, retentions, datums: the entity API (batch-first).
     """
 
     def __init__(
@@ -57,6 +63,11 @@ class Lake:
         self.objects = PayloadStore(location, info, options, large_threshold=large_threshold)
         self._tables = TableStore(location, entity_specs(), options)
         self._catalog = Catalog(location, self._tables, fs, lease_ttl=lease_ttl)
+        self.assets = Assets(self)
+        self.aliases = Aliases(self)
+        self.collections = Collections(self)
+        self.retentions = Retentions(self)
+        self.datums = Datums(self)
 
     def __repr__(self) -> str:
         return f"Lake({self.uri!r}, id={self.info.lake_id!r})"
@@ -75,6 +86,10 @@ class Lake:
     ) -> CommitResult:
         """Commit table operations atomically across tables (see ``lakecore.catalog``)."""
         return self._catalog.commit(ops, build=build, message=message)
+
+    def summary(self) -> dict[str, Any]:
+        """Row counts of every table, payload count and bytes."""
+        return summary(self)
 
     @property
     def table_names(self) -> list[str]:
@@ -171,11 +186,12 @@ def connect(
         )
     if mounts:
         info = _add_mounts(location, storage_options, info, mounts)
-    lake = Lake(location, info, storage_options, lease_ttl=lease_ttl,
-                large_threshold=large_threshold)
-    missing = {n: v for n, v in lake._tables.create_missing().items()
-               if n not in lake.snapshot().pins}
-    if missing:
+    lake = Lake(
+        location, info, storage_options, lease_ttl=lease_ttl, large_threshold=large_threshold
+    )
+    pins = lake.snapshot().pins
+    if set(lake._tables.specs) - set(pins):  # a lake made by an older lakecore
+        missing = {n: v for n, v in lake._tables.create_missing().items() if n not in pins}
         lake._catalog.commit(add_tables=missing, message="add tables")
     return lake
 

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Union
 
-import fsspec
 import lance
 import numpy as np
 import pyarrow as pa
@@ -265,7 +264,7 @@ class _BlobMount:
                 self.fs.rm(tmp)
             else:
                 self.fs.mv(tmp, final)
-        return StorageRef(mount=self.name, key=key, sha256=sha, size=size)
+        return StorageRef.model_construct(mount=self.name, key=key, sha256=sha, size=size)
 
     # -- reads --------------------------------------------------------------------------------
     def _object_path(self, ref: StorageRef) -> str:
@@ -366,7 +365,7 @@ class _FolderMount:
             if self.fs.exists(final):
                 self.fs.rm(tmp)
                 if key.startswith("by-sha256/"):
-                    return StorageRef(mount=self.name, key=key, sha256=sha, size=size)
+                    return StorageRef.model_construct(mount=self.name, key=key, sha256=sha, size=size)
                 existing = self.hash(key)
                 if existing.sha256 != sha:
                     raise PreconditionFailedError(
@@ -375,7 +374,7 @@ class _FolderMount:
                     )
                 return existing
             self.fs.mv(tmp, final)
-        return StorageRef(mount=self.name, key=key, sha256=sha, size=size)
+        return StorageRef.model_construct(mount=self.name, key=key, sha256=sha, size=size)
 
     def hash(self, key: str) -> StorageRef:
         digest = hashlib.sha256()
@@ -387,7 +386,7 @@ class _FolderMount:
             while chunk := f.read(CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
-        return StorageRef(mount=self.name, key=key, sha256=digest.hexdigest(), size=size)
+        return StorageRef.model_construct(mount=self.name, key=key, sha256=digest.hexdigest(), size=size)
 
     def read_many(self, refs: Sequence[StorageRef]) -> list[bytes]:
         with storage_errors(f"reading from mount {self.name!r}"):
