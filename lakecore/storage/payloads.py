@@ -510,7 +510,7 @@ class PayloadStore:
             assert isinstance(target, _BlobMount)
             target.put_small([s for _, s in pending])
             for i, s in pending:
-                refs[i] = StorageRef(
+                refs[i] = StorageRef.model_construct(
                     mount=target.name, key=f"blob/{s.sha256}", sha256=s.sha256, size=s.size
                 )
             done += len(pending)
