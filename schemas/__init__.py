@@ -34,7 +34,7 @@ from schemas.collection import (
     RetentionOwner,
     RetentionPolicy,
 )
-from schemas.dataset import DatasetTag, DatasetVersion
+from schemas.dataset import DatasetMember, DatasetTag, DatasetVersion
 from schemas.datum import Datum
 from schemas.storage import LakeInfo, MountConfig, MountKind, StorageRef
 from schemas.sync import PayloadStatus, ReplicationState, UploadSession, UploadStatus
@@ -52,6 +52,7 @@ TABLE_MODELS: tuple[type[LakeModel], ...] = (
     Datum,
     DatasetVersion,
     DatasetTag,
+    DatasetMember,
     UploadSession,
     ReplicationState,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "CollectionItem",
     "CollectionItemStatus",
     "CollectionStatus",
+    "DatasetMember",
     "DatasetTag",
     "DatasetVersion",
     "Datum",

@@ -11,7 +11,7 @@ from schemas._base import LakeModel, utcnow
 from schemas._common import IdStr, JsonDict, UtcDateTime, has_space_or_control, id_factory
 from schemas._types import Index, PrimaryKey
 
-__all__ = ["DatasetTag", "DatasetVersion"]
+__all__ = ["DatasetMember", "DatasetTag", "DatasetVersion"]
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 RESERVED_VERSION = "latest"
@@ -66,6 +66,10 @@ class DatasetVersion(LakeModel):
         default_factory=dict, description="Table name -> Lance table version it reads."
     )
     datum_count: int = Field(default=0, ge=0)
+    annotation_set_ids: list[str] = Field(
+        default_factory=list,
+        description="Annotation sets the version reads; empty = every record on its datums.",
+    )
     stats: JsonDict = Field(default_factory=dict)
     metadata: JsonDict = Field(default_factory=dict)
     created_at: UtcDateTime = Field(default_factory=utcnow)
@@ -105,3 +109,34 @@ class DatasetTag(LakeModel):
     )
     at: UtcDateTime = Field(default_factory=utcnow)
     by: str | None = None
+
+
+class DatasetMember(LakeModel):
+    """One datum in the current membership of a dataset (versions pin this table's versions).
+
+    The row id is deterministic (``dataset_name/datum_id``), so committing a version that adds or
+    removes k datums writes k rows, and a version reads its members by time travel.
+    """
+
+    __table__: ClassVar[str] = "dataset_members"
+
+    member_id: Annotated[str, PrimaryKey()] = Field(
+        default="", description='Deterministic: "{dataset_name}/{datum_id}" (computed when empty).'
+    )
+    dataset_name: Annotated[DatasetName, Index("BTREE")]
+    datum_id: Annotated[IdStr, Index("BTREE")]
+    split: str | None = Field(default=None, description="Split in this dataset (overrides datum's).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _compute_id(cls, data: object) -> object:
+        if isinstance(data, dict) and not data.get("member_id"):
+            return {**data, "member_id": f"{data.get('dataset_name')}/{data.get('datum_id')}"}
+        return data
+
+    @model_validator(mode="after")
+    def _check_id(self) -> Self:
+        expected = f"{self.dataset_name}/{self.datum_id}"
+        if self.member_id != expected:
+            raise ValueError(f"member_id must be {expected!r} (got {self.member_id!r})")
+        return self

@@ -34,20 +34,32 @@ sha = st.binary(max_size=16).map(lambda b: hashlib.sha256(b).hexdigest())
 @st.composite
 def storage_ref(draw, digest=None, size=None):  # type: ignore[no-untyped-def]
     digest = digest or draw(sha)
-    return S.StorageRef(mount=draw(st.sampled_from(["lake", "raw"])), key=f"blob/{digest}",
-                        sha256=digest, size=size if size is not None else draw(st.integers(0, 2**40)))
+    return S.StorageRef(
+        mount=draw(st.sampled_from(["lake", "raw"])),
+        key=f"blob/{digest}",
+        sha256=digest,
+        size=size if size is not None else draw(st.integers(0, 2**40)),
+    )
 
 
 @st.composite
 def assets(draw):  # type: ignore[no-untyped-def]
     digest, size = draw(sha), draw(st.integers(0, 2**40))
     ref = draw(storage_ref(digest, size))
-    return S.Asset(kind=draw(st.sampled_from(list(S.AssetKind))), media_type="image/png",
-                   sha256=digest, size_bytes=size, storage=ref, replicas=[ref],
-                   width=draw(st.none() | st.integers(0, 10_000)),
-                   height=draw(st.none() | st.integers(0, 10_000)),
-                   metadata=draw(meta), created_at=draw(when), updated_at=draw(when),
-                   created_by=draw(st.none() | text))
+    return S.Asset(
+        kind=draw(st.sampled_from(list(S.AssetKind))),
+        media_type="image/png",
+        sha256=digest,
+        size_bytes=size,
+        storage=ref,
+        replicas=[ref],
+        width=draw(st.none() | st.integers(0, 10_000)),
+        height=draw(st.none() | st.integers(0, 10_000)),
+        metadata=draw(meta),
+        created_at=draw(when),
+        updated_at=draw(when),
+        created_by=draw(st.none() | text),
+    )
 
 
 ring = st.integers(3, 6).flatmap(lambda n: st.lists(f32, min_size=2 * n, max_size=2 * n))
@@ -55,21 +67,34 @@ GEOMETRY = {
     "classification": st.just({}),
     "bbox": st.tuples(f32, f32, pos32, pos32).map(lambda b: {"bbox": b}),
     "rotated_bbox": st.tuples(f32, f32, pos32, pos32, f32).map(lambda b: {"rotated_bbox": b}),
-    "polygon": st.lists(st.builds(S.PolygonPart, exterior=ring, holes=st.lists(ring, max_size=2)),
-                        min_size=1, max_size=3).map(lambda p: {"polygon": p}),
-    "polyline": st.integers(2, 5).flatmap(
-        lambda n: st.lists(f32, min_size=2 * n, max_size=2 * n)).map(lambda p: {"polyline": p}),
+    "polygon": st.lists(
+        st.builds(S.PolygonPart, exterior=ring, holes=st.lists(ring, max_size=2)),
+        min_size=1,
+        max_size=3,
+    ).map(lambda p: {"polygon": p}),
+    "polyline": st.integers(2, 5)
+    .flatmap(lambda n: st.lists(f32, min_size=2 * n, max_size=2 * n))
+    .map(lambda p: {"polyline": p}),
     "ellipse": st.tuples(f32, f32, pos32, pos32, f32).map(lambda e: {"ellipse": e}),
-    "keypoints": st.integers(1, 5).flatmap(lambda n: st.tuples(
-        st.lists(f32, min_size=2 * n, max_size=2 * n),
-        st.lists(st.integers(0, 2), min_size=n, max_size=n))).map(
-        lambda kv: {"keypoints": kv[0], "keypoint_visibility": kv[1]}),
+    "keypoints": st.integers(1, 5)
+    .flatmap(
+        lambda n: st.tuples(
+            st.lists(f32, min_size=2 * n, max_size=2 * n),
+            st.lists(st.integers(0, 2), min_size=n, max_size=n),
+        )
+    )
+    .map(lambda kv: {"keypoints": kv[0], "keypoint_visibility": kv[1]}),
     "mask": st.one_of(
-        st.builds(S.RLE, height=st.integers(1, 99), width=st.integers(1, 99),
-                  counts=st.from_regex(r"[0-9a-o]{1,10}", fullmatch=True)).map(
-            lambda r: {"mask_rle": r}),
+        st.builds(
+            S.RLE,
+            height=st.integers(1, 99),
+            width=st.integers(1, 99),
+            counts=st.from_regex(r"[0-9a-o]{1,10}", fullmatch=True),
+        ).map(lambda r: {"mask_rle": r}),
         st.tuples(ident, st.none() | st.integers(0, 255)).map(
-            lambda m: {"mask_asset_id": f"asset_{m[0]}", "mask_value": m[1]})),
+            lambda m: {"mask_asset_id": f"asset_{m[0]}", "mask_value": m[1]}
+        ),
+    ),
     "caption": text.filter(str.strip).map(lambda t: {"text": t}),
 }
 
@@ -78,52 +103,115 @@ GEOMETRY = {
 def records(draw):  # type: ignore[no-untyped-def]
     kind = draw(st.sampled_from(sorted(GEOMETRY)))
     return S.AnnotationRecord(
-        set_id="annset_1", asset_id=f"asset_{draw(ident)}", datum_id=draw(st.none() | ident),
-        kind=kind, label="" if kind == "caption" else draw(ident),
-        label_id=draw(st.none() | st.integers(0, 1000)), score=draw(st.none() | st.floats(0, 1, width=32)),
-        source_kind=draw(st.sampled_from(list(S.SourceKind))), source_name=draw(ident),
-        source_version=draw(st.none() | ident), run_id=draw(st.none() | ident),
-        attributes=draw(meta), metadata=draw(meta), created_at=draw(when),
+        set_id="annset_1",
+        asset_id=f"asset_{draw(ident)}",
+        datum_id=draw(st.none() | ident),
+        kind=kind,
+        label="" if kind == "caption" else draw(ident),
+        label_id=draw(st.none() | st.integers(0, 1000)),
+        score=draw(st.none() | st.floats(0, 1, width=32)),
+        source_kind=draw(st.sampled_from(list(S.SourceKind))),
+        source_name=draw(ident),
+        source_version=draw(st.none() | ident),
+        run_id=draw(st.none() | ident),
+        attributes=draw(meta),
+        metadata=draw(meta),
+        created_at=draw(when),
         **draw(GEOMETRY[kind]),
     )
 
 
 STRATEGIES = {
     "assets": assets(),
-    "aliases": st.builds(S.Alias, alias=ident.map(lambda s: f"cam/{s}"), asset_id=ident.map(
-        lambda s: f"asset_{s}"), created_at=when, updated_at=when),
-    "alias_history": st.builds(S.AliasEvent, alias=ident, action=st.just(S.AliasAction.SET),
-                               asset_id=ident.map(lambda s: f"asset_{s}"), at=when),
+    "aliases": st.builds(
+        S.Alias,
+        alias=ident.map(lambda s: f"cam/{s}"),
+        asset_id=ident.map(lambda s: f"asset_{s}"),
+        created_at=when,
+        updated_at=when,
+    ),
+    "alias_history": st.builds(
+        S.AliasEvent,
+        alias=ident,
+        action=st.just(S.AliasAction.SET),
+        asset_id=ident.map(lambda s: f"asset_{s}"),
+        at=when,
+    ),
     "collections": st.builds(S.Collection, name=ident, description=st.none() | text, metadata=meta),
-    "collection_items": st.builds(S.CollectionItem, collection_id=ident.map(lambda s: f"collection_{s}"),
-                                  asset_id=ident.map(lambda s: f"asset_{s}"), split=st.none() | ident),
-    "asset_retentions": st.builds(S.AssetRetention, asset_id=ident.map(lambda s: f"asset_{s}"),
-                                  owner_type=st.sampled_from(list(S.RetentionOwner)), owner_id=ident,
-                                  expires_at=st.none() | when),
+    "collection_items": st.builds(
+        S.CollectionItem,
+        collection_id=ident.map(lambda s: f"collection_{s}"),
+        asset_id=ident.map(lambda s: f"asset_{s}"),
+        split=st.none() | ident,
+    ),
+    "asset_retentions": st.builds(
+        S.AssetRetention,
+        asset_id=ident.map(lambda s: f"asset_{s}"),
+        owner_type=st.sampled_from(list(S.RetentionOwner)),
+        owner_id=ident,
+        expires_at=st.none() | when,
+    ),
     "annotation_schemas": st.builds(
-        S.AnnotationSchema, name=ident, task_type=st.sampled_from(list(S.TaskType)),
-        allowed_kinds=st.lists(st.sampled_from(list(S.AnnotationKind)), min_size=1, max_size=3,
-                               unique=True),
-        labels=st.lists(ident, max_size=5, unique=True).map(lambda ls: [S.LabelDef(name=n, label_id=i)
-                                                                      for i, n in enumerate(ls)]),
-        keypoint_names=st.just(["a", "b", "c"]), skeleton=st.just([(0, 1), (1, 2)])),
-    "annotation_sets": st.builds(S.AnnotationSet, name=ident,
-                                 purpose=st.sampled_from(list(S.AnnotationSetPurpose)),
-                                 source_kind=st.sampled_from(list(S.SourceKind)), metadata=meta),
+        S.AnnotationSchema,
+        name=ident,
+        task_type=st.sampled_from(list(S.TaskType)),
+        allowed_kinds=st.lists(
+            st.sampled_from(list(S.AnnotationKind)), min_size=1, max_size=3, unique=True
+        ),
+        labels=st.lists(ident, max_size=5, unique=True).map(
+            lambda ls: [S.LabelDef(name=n, label_id=i) for i, n in enumerate(ls)]
+        ),
+        keypoint_names=st.just(["a", "b", "c"]),
+        skeleton=st.just([(0, 1), (1, 2)]),
+    ),
+    "annotation_sets": st.builds(
+        S.AnnotationSet,
+        name=ident,
+        purpose=st.sampled_from(list(S.AnnotationSetPurpose)),
+        source_kind=st.sampled_from(list(S.SourceKind)),
+        metadata=meta,
+    ),
     "annotation_records": records(),
-    "datums": st.builds(S.Datum, assets=st.dictionaries(st.sampled_from(["image", "depth", "mask"]),
-                                                        ident.map(lambda s: f"asset_{s}"), min_size=1),
-                        split=st.none() | st.sampled_from(["train", "val", "trainval"]), metadata=meta),
-    "dataset_versions": st.builds(S.DatasetVersion, dataset_name=ident, version=ident,
-                                  catalog_version=st.integers(0, 10**6),
-                                  pins=st.dictionaries(ident, st.integers(0, 10**9), max_size=4),
-                                  datum_count=st.integers(0, 10**9), stats=meta),
-    "dataset_tags": st.builds(S.DatasetTag, dataset_name=ident, tag=st.just("prod"),
-                              version_id=st.none() | ident.map(lambda s: f"dsv_{s}")),
-    "upload_sessions": st.builds(S.UploadSession, mount=st.just("lake"), staging_prefix=ident,
-                                 expires_at=st.just(datetime.now(UTC) + timedelta(hours=1))),
-    "replication_states": st.builds(S.ReplicationState, asset_id=ident.map(lambda s: f"asset_{s}"),
-                                    target_lake_id=ident, origin_lake_id=ident, origin_asset_id=ident),
+    "datums": st.builds(
+        S.Datum,
+        assets=st.dictionaries(
+            st.sampled_from(["image", "depth", "mask"]),
+            ident.map(lambda s: f"asset_{s}"),
+            min_size=1,
+        ),
+        split=st.none() | st.sampled_from(["train", "val", "trainval"]),
+        metadata=meta,
+    ),
+    "dataset_versions": st.builds(
+        S.DatasetVersion,
+        dataset_name=ident,
+        version=ident,
+        catalog_version=st.integers(0, 10**6),
+        pins=st.dictionaries(ident, st.integers(0, 10**9), max_size=4),
+        datum_count=st.integers(0, 10**9),
+        stats=meta,
+    ),
+    "dataset_tags": st.builds(
+        S.DatasetTag,
+        dataset_name=ident,
+        tag=st.just("prod"),
+        version_id=st.none() | ident.map(lambda s: f"dsv_{s}"),
+    ),
+    "dataset_members": st.builds(S.DatasetMember, dataset_name=ident, datum_id=ident.map(
+        lambda s: f"datum_{s}"), split=st.none() | st.sampled_from(["train", "val"])),
+    "upload_sessions": st.builds(
+        S.UploadSession,
+        mount=st.just("lake"),
+        staging_prefix=ident,
+        expires_at=st.just(datetime.now(UTC) + timedelta(hours=1)),
+    ),
+    "replication_states": st.builds(
+        S.ReplicationState,
+        asset_id=ident.map(lambda s: f"asset_{s}"),
+        target_lake_id=ident,
+        origin_lake_id=ident,
+        origin_asset_id=ident,
+    ),
 }
 
 
@@ -163,7 +251,9 @@ def test_roundtrip_through_lance(shared_lake, table):
         ids = [getattr(r, key) for r in rows]
         flt = f"{key} IN ({','.join(repr(i) for i in ids)})"
         back = from_arrow(shared_lake.table(table, filter=flt), model)
-        assert sorted(back, key=lambda m: getattr(m, key)) == sorted(rows, key=lambda m: getattr(m, key))
+        assert sorted(back, key=lambda m: getattr(m, key)) == sorted(
+            rows, key=lambda m: getattr(m, key)
+        )
 
     check()
 

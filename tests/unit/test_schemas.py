@@ -33,6 +33,7 @@ from schemas import (
     AttributeRule,
     Collection,
     CollectionItem,
+    DatasetMember,
     DatasetTag,
     DatasetVersion,
     Datum,
@@ -128,6 +129,7 @@ MINIMAL: dict[type[LakeModel], Callable[[], LakeModel]] = {
     Datum: lambda: Datum(assets={"image": "asset_1"}),
     DatasetVersion: lambda: DatasetVersion(dataset_name="coco", version="v1", catalog_version=0),
     DatasetTag: lambda: DatasetTag(dataset_name="coco", tag="prod", version_id="dsv_1"),
+    DatasetMember: lambda: DatasetMember(dataset_name="coco", datum_id="datum_1"),
     UploadSession: lambda: UploadSession(
         mount="lake", staging_prefix="_staging/upload_1", expires_at=later()
     ),
@@ -189,6 +191,7 @@ def test_table_models_order_and_names() -> None:
         "Datum",
         "DatasetVersion",
         "DatasetTag",
+        "DatasetMember",
         "UploadSession",
         "ReplicationState",
     ]
@@ -205,6 +208,7 @@ def test_table_models_order_and_names() -> None:
         "datums",
         "dataset_versions",
         "dataset_tags",
+        "dataset_members",
         "upload_sessions",
         "replication_states",
     ]
