@@ -10,7 +10,9 @@ import pyarrow as pa
 
 from lakecore.catalog import Catalog, CommitResult, Snapshot
 from lakecore.catalog.commit import Build
+from lakecore.datasets import Datasets
 from lakecore.entities.aliases import Aliases
+from lakecore.entities.annotations import Annotations
 from lakecore.entities.assets import Assets
 from lakecore.entities.collections import Collections, Retentions
 from lakecore.entities.datums import Datums
@@ -43,7 +45,9 @@ class Lake:
         info: the lake's ``lake.json`` (id, format, mounts).
         objects: the payload store (``put``, ``put_many``, ``get``, ``get_many``, ``open``,
             ``head``, ``exists``, ``copy``, ``register``).
-        assets, aliases, collections, retentions, datums: the entity API (batch-first).
+        assets, aliases, collections, retentions, datums, annotations: the entity API
+            (batch-first, validated, atomic).
+        datasets: immutable dataset versions (build, resolve, read, diff, tag).
     """
 
     def __init__(
@@ -68,6 +72,8 @@ class Lake:
         self.collections = Collections(self)
         self.retentions = Retentions(self)
         self.datums = Datums(self)
+        self.annotations = Annotations(self)
+        self.datasets = Datasets(self)
 
     def __repr__(self) -> str:
         return f"Lake({self.uri!r}, id={self.info.lake_id!r})"
@@ -76,6 +82,14 @@ class Lake:
     def snapshot(self) -> Snapshot:
         """A consistent view of every table, as of now."""
         return self._catalog.snapshot()
+
+    def snapshot_at(self, catalog_version: int) -> Snapshot:
+        """The consistent view of the lake as of an earlier catalog version."""
+        return self._catalog.snapshot_at(catalog_version)
+
+    def protect(self, catalog_version: int, pins: dict[str, int]) -> None:
+        """Tag a catalog version and table versions so clean-up never removes them."""
+        self._catalog.protect(catalog_version, pins)
 
     def table(self, name: str, *, snapshot: Snapshot | None = None, **scan: Any) -> pa.Table:
         """Read a whole table (``columns=``, ``filter=``) at a snapshot (default: now)."""

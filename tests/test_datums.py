@@ -24,34 +24,54 @@ MAP = pa.map_(pa.string(), pa.string())
 def test_add_read_delete_every_input_form(lake):
     ids = Assets(lake).add_many([b"i0", b"i1", b"d0"], kind="blob")["asset_id"].to_pylist()
     datums = Datums(lake)
-    one = datums.add({"image": ids[0], "depth": ids[2]}, split="train", metadata={"k": 1},
-                     created_by="ci")
+    one = datums.add(
+        {"image": ids[0], "depth": ids[2]}, split="train", metadata={"k": 1}, created_by="ci"
+    )
     assert (one.assets, one.split, one.metadata, one.created_by) == (
-        {"image": ids[0], "depth": ids[2]}, "train", {"k": 1}, "ci")
+        {"image": ids[0], "depth": ids[2]},
+        "train",
+        {"k": 1},
+        "ci",
+    )
 
-    as_map = pa.table({"datum_id": ["datum_m0", None],
-                       "assets": pa.array([{"image": ids[0]}, {"image": ids[1]}], MAP),
-                       "metadata": ['{"src": "a"}', None]})
+    as_map = pa.table(
+        {
+            "datum_id": ["datum_m0", None],
+            "assets": pa.array([{"image": ids[0]}, {"image": ids[1]}], MAP),
+            "metadata": ['{"src": "a"}', None],
+        }
+    )
     got = datums.add_many(as_map)
     assert got["datum_id"][0].as_py() == "datum_m0"
     assert got["datum_id"][1].as_py().startswith("datum_")
-    roles = pa.StructArray.from_arrays([pa.array([ids[0], ids[1]]), pa.array([ids[2], None])],
-                                       ["image", "depth"])
+    roles = pa.StructArray.from_arrays(
+        [pa.array([ids[0], ids[1]]), pa.array([ids[2], None])], ["image", "depth"]
+    )
     meta = pa.StructArray.from_arrays([pa.array([1, 2])], ["frame"])
-    as_struct = datums.add_many(pa.table({"assets": roles, "metadata": meta,
-                                          "split": ["val", None]}))
+    as_struct = datums.add_many(
+        pa.table({"assets": roles, "metadata": meta, "split": ["val", None]})
+    )
     rows = datums.get_many(as_struct["datum_id"].to_pylist())
     assert [dict(m) for m in rows["assets"].to_pylist()] == [
-        {"image": ids[0], "depth": ids[2]}, {"image": ids[1]}]
+        {"image": ids[0], "depth": ids[2]},
+        {"image": ids[1]},
+    ]
     assert [json.loads(m) for m in rows["metadata"].to_pylist()] == [{"frame": 1}, {"frame": 2}]
-    as_dicts = datums.add_many([{"assets": {"image": ids[1]}, "split": "test",
-                                 "metadata": {"x": [1, 2]}}])
+    as_dicts = datums.add_many(
+        [{"assets": {"image": ids[1]}, "split": "test", "metadata": {"x": [1, 2]}}]
+    )
     assert datums.get(as_dicts["datum_id"][0].as_py()).metadata == {"x": [1, 2]}
     assert datums.count() == 6 and datums.count("split = 'train'") == 1
     assert datums.table(["datum_id"], filter="split = 'val'").num_rows == 1
 
-    rec = AnnotationRecord(set_id="annset_t", datum_id="datum_m0", kind="classification",
-                           label="cat", source_kind="human", source_name="t")
+    rec = AnnotationRecord(
+        set_id="annset_t",
+        datum_id="datum_m0",
+        kind="classification",
+        label="cat",
+        source_kind="human",
+        source_name="t",
+    )
     lake.commit([Append("annotation_records", to_arrow([rec], AnnotationRecord))])
     pins = lake.snapshot().pins
     with pytest.raises(InUseError, match=f"datum_m0 by annotation record {rec.annotation_id}"):
@@ -67,7 +87,11 @@ def test_add_read_delete_every_input_form(lake):
     assert info["tables"]["datums"] == 5 and info["tables"]["annotation_records"] == 1
     assert info["payloads"] == {"count": 3, "bytes": 6}
     text = render_summary(info)
-    assert "datums" in text and "payloads" in text and len(text.splitlines()) == 15
+    assert (
+        "datums" in text
+        and "payloads" in text
+        and len(text.splitlines()) == len(lake.table_names) + 1
+    )
 
 
 BAD_INPUT = [
@@ -119,12 +143,14 @@ def batch_with_one_bad_row(draw, asset_ids):
     rows = []
     for _ in range(n):
         roles = draw(st.lists(GOOD_ROLES, min_size=1, max_size=3, unique=True))
-        rows.append({
-            "datum_id": draw(st.sampled_from([None, f"datum_{uuid.uuid4().hex}"])),
-            "assets": {r: draw(st.sampled_from(asset_ids)) for r in roles},
-            "split": draw(st.sampled_from([None, "train", "val", "trainval.v2"])),
-            "metadata": draw(st.sampled_from([None, '{"a": 1}', "{}"])),
-        })
+        rows.append(
+            {
+                "datum_id": draw(st.sampled_from([None, f"datum_{uuid.uuid4().hex}"])),
+                "assets": {r: draw(st.sampled_from(asset_ids)) for r in roles},
+                "split": draw(st.sampled_from([None, "train", "val", "trainval.v2"])),
+                "metadata": draw(st.sampled_from([None, '{"a": 1}', "{}"])),
+            }
+        )
     row = rows[bad]
     if kind == "unknown_asset":
         row["assets"][draw(st.sampled_from(sorted(row["assets"])))] = "asset_unknown"
@@ -141,8 +167,12 @@ def batch_with_one_bad_row(draw, asset_ids):
         row["metadata"] = draw(st.sampled_from(['{"a": 1', "[]", "null", '{"a": Infinity}']))
     as_table = draw(st.booleans())
     if as_table:
-        rows = pa.table({k: pa.array([r[k] for r in rows], MAP if k == "assets" else pa.string())
-                         for k in rows[0]})
+        rows = pa.table(
+            {
+                k: pa.array([r[k] for r in rows], MAP if k == "assets" else pa.string())
+                for k in rows[0]
+            }
+        )
     return rows, bad, BAD[kind]
 
 
@@ -154,8 +184,11 @@ def seeded(lake):
 
 
 @given(data=st.data())
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_batch_with_one_bad_row_is_rejected_whole(seeded, data):
     lake, ids = seeded
     rows, bad, field = data.draw(batch_with_one_bad_row(ids))

@@ -39,8 +39,9 @@ from lakecore.errors import (
     LakecoreError,
     StorageError,
     TableNotFoundError,
+    VersionNotFoundError,
 )
-from lakecore.storage import Lease, LakeUri
+from lakecore.storage import LakeUri, Lease
 from lakecore.tables import TableStore
 from lakecore.tables.write import Append, Op, Reindex, Upsert, apply_op, conform, needs_reindex
 from lakecore.tables.write import prewrite as _prewrite
@@ -48,7 +49,10 @@ from lakecore.tables.write import prewrite as _prewrite
 __all__ = ["CATALOG_SCHEMA", "Catalog", "CommitResult", "Snapshot", "set_fault_hook"]
 
 CATALOG_SCHEMA = pa.schema(
-    [pa.field("table", pa.string(), nullable=False), pa.field("version", pa.int64(), nullable=False)]
+    [
+        pa.field("table", pa.string(), nullable=False),
+        pa.field("version", pa.int64(), nullable=False),
+    ]
 )
 
 _fault_hook: Callable[[str], None] | None = None
@@ -171,6 +175,40 @@ class Catalog:
         cv, pins = self._read()
         return Snapshot(self.store, cv, pins)
 
+    def snapshot_at(self, catalog_version: int) -> Snapshot:
+        """The view the catalog pinned at an earlier version of itself (time travel)."""
+        try:
+            rows = lance.dataset(
+                self.uri, version=catalog_version, storage_options=self.store.options
+            ).to_table()
+        except (OSError, ValueError) as exc:
+            raise VersionNotFoundError(
+                f"the lake catalog has no version {catalog_version} (cleaned up?)",
+                catalog_version=catalog_version,
+            ) from exc
+        pins = dict(zip(rows["table"].to_pylist(), rows["version"].to_pylist(), strict=True))
+        return Snapshot(self.store, catalog_version, pins)
+
+    def protect(self, catalog_version: int, pins: dict[str, int]) -> None:
+        """Tag a catalog version and table versions (``lakecore-v<N>``) against clean-up.
+
+        Idempotent. Lance's ``cleanup_old_versions`` keeps tagged versions; lakecore's own gc
+        also recomputes what to keep from the dataset versions, so tags are a second guard.
+        """
+        targets = [(self.uri, catalog_version)] + [
+            (self.store.uri(t), v) for t, v in pins.items()
+        ]
+        for uri, version in targets:
+            ds = lance.dataset(uri, storage_options=self.store.options)
+            name = f"lakecore-v{version}"
+            if name in ds.tags.list():
+                continue
+            try:
+                ds.tags.create(name, version)
+            except (OSError, ValueError) as exc:  # created concurrently: fine
+                if "exist" not in str(exc).lower():
+                    raise StorageError(f"cannot tag {uri} version {version}: {exc}") from exc
+
     # -- writing ------------------------------------------------------------------------------
     def commit(
         self,
@@ -210,7 +248,8 @@ class Catalog:
                         time.sleep(0.05 * attempt)
                 raise CommitConflictError(
                     f"gave up after {self.max_attempts} attempts: other writers kept changing "
-                    "the lake; retry later", attempts=self.max_attempts,
+                    "the lake; retry later",
+                    attempts=self.max_attempts,
                 )
             finally:
                 self.lease.release()
@@ -266,8 +305,12 @@ class Catalog:
         _step("before_swap")
         self._swap(cv, new_pins, message, txn_id)
         _step("after_swap")
-        return CommitResult(Snapshot(self.store, cv + 1, new_pins), txn_id, attempt,
-                            {k: v for k, v in new_pins.items() if pins.get(k) != v})
+        return CommitResult(
+            Snapshot(self.store, cv + 1, new_pins),
+            txn_id,
+            attempt,
+            {k: v for k, v in new_pins.items() if pins.get(k) != v},
+        )
 
     def _fenced(self, op: Op, version: int) -> int:
         produced = apply_op(self.store, op, version)
@@ -282,8 +325,9 @@ class Catalog:
             return pin
         pinned = self.store.at(name, pin)
         try:
-            lance.dataset(self.store.uri(name), version=pin,
-                          storage_options=self.store.options).restore()
+            lance.dataset(
+                self.store.uri(name), version=pin, storage_options=self.store.options
+            ).restore()
         except OSError as exc:
             raise _Fenced(f"{name}: restore lost a race ({exc})") from exc
         restored = self.store.latest(name)
@@ -295,14 +339,17 @@ class Catalog:
         return int(restored.version)
 
     def _swap(self, cv: int, pins: dict[str, int], message: str | None, txn_id: str) -> None:
-        table = pa.table({"table": list(pins), "version": list(pins.values())},
-                         schema=CATALOG_SCHEMA)
+        table = pa.table(
+            {"table": list(pins), "version": list(pins.values())}, schema=CATALOG_SCHEMA
+        )
         try:
             frags = lance.fragment.write_fragments(
                 table, self.uri, schema=CATALOG_SCHEMA, storage_options=self.store.options
             )
             LanceDataset.commit(
-                self.uri, LanceOperation.Overwrite(CATALOG_SCHEMA, frags), read_version=cv,
+                self.uri,
+                LanceOperation.Overwrite(CATALOG_SCHEMA, frags),
+                read_version=cv,
                 storage_options=self.store.options,
                 commit_message=f"lakecore txn {txn_id}: {message or ''}".strip(),
             )

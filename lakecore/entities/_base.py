@@ -30,6 +30,14 @@ class LakeCore(Protocol):
         """A consistent view of every table."""
         ...
 
+    def snapshot_at(self, catalog_version: int) -> Snapshot:
+        """The view of every table as of an earlier catalog version."""
+        ...
+
+    def protect(self, catalog_version: int, pins: dict[str, int]) -> None:
+        """Tag a catalog version and table versions so clean-up never removes them."""
+        ...
+
     def commit(
         self, ops: Sequence[Op] = (), *, build: Build | None = None, message: str | None = None
     ) -> CommitResult:

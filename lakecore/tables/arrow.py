@@ -129,7 +129,7 @@ def _arrow_type(tp: Any, where: str) -> tuple[pa.DataType, bool, bool]:
         inner, _, _ = _arrow_type(inner_tp, where)
         return pa.list_(pa.field("item", inner, nullable=inner_null)), False, False
     if origin is dict:
-        key_tp, value_tp = get_args(tp)
+        _key, value_tp = get_args(tp)
         if value_tp is Any:
             return pa.string(), True, False
         value, _, _ = _arrow_type(value_tp, where)
@@ -177,8 +177,9 @@ def layout(model: type[BaseModel]) -> ModelLayout:
     fields = []
     for f in infos:
         meta = PK_META if f.primary_key else None
-        fields.append(pa.field(f.name, f.arrow, nullable=f.nullable and not f.primary_key,
-                               metadata=meta))
+        fields.append(
+            pa.field(f.name, f.arrow, nullable=f.nullable and not f.primary_key, metadata=meta)
+        )
     indices = tuple((f.name, f.index) for f in infos if f.index)
     if keys:
         indices = ((keys[0], "BTREE"), *(i for i in indices if i[0] != keys[0]))

@@ -56,7 +56,10 @@ class TableStore:
         uri = self.uri(spec.name)
         try:
             ds = lance.write_dataset(
-                spec.schema.empty_table(), uri, mode="create", enable_stable_row_ids=True,
+                spec.schema.empty_table(),
+                uri,
+                mode="create",
+                enable_stable_row_ids=True,
                 storage_options=self.options,
             )
         except (OSError, ValueError) as exc:  # created concurrently by another process
@@ -85,13 +88,16 @@ class TableStore:
             return ds
         try:
             ds = lance.dataset(
-                self.uri(name), version=version, storage_options=self.options,
+                self.uri(name),
+                version=version,
+                storage_options=self.options,
                 session=self.session,
             )
         except (OSError, ValueError) as exc:
             raise VersionNotFoundError(
                 f"table {name!r} has no version {version} (cleaned up or never written)",
-                table=name, version=version,
+                table=name,
+                version=version,
             ) from exc
         with self._lock:
             if len(self._cache) >= _CACHE_LIMIT:

@@ -21,7 +21,7 @@ from lakecore.tables.store import TableStore
 
 __all__ = ["Append", "Delete", "Op", "Reindex", "Upsert", "apply_op", "conform", "prewrite"]
 
-REINDEX_ROWS = 20_000
+REINDEX_ROWS = 100_000
 """Unindexed rows in a table above which a commit also folds them into its indices."""
 
 
@@ -68,10 +68,18 @@ def conform(store: TableStore, name: str, data: pa.Table) -> pa.Table:
     if missing or extra:
         raise SchemaError(
             f"rows for table {name!r} do not match its columns (missing {missing}, unknown "
-            f"{extra})", table=name, missing=missing, extra=extra,
+            f"{extra})",
+            table=name,
+            missing=missing,
+            extra=extra,
         )
     try:
-        return data.select(schema.names).cast(schema)
+        data = data.select(schema.names)
+        columns = [
+            col if col.type == field.type else col.cast(field.type)
+            for col, field in zip(data.columns, schema, strict=True)
+        ]
+        return pa.Table.from_arrays(columns, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise SchemaError(f"rows for table {name!r} have wrong types: {exc}", table=name) from exc
 
@@ -81,7 +89,10 @@ def prewrite(store: TableStore, op: Append) -> None:
     if op.fragments is None:
         schema = store.specs[op.table].schema
         op.fragments = lance.fragment.write_fragments(
-            op.data, store.uri(op.table), schema=schema, storage_options=store.options,
+            op.data,
+            store.uri(op.table),
+            schema=schema,
+            storage_options=store.options,
         )
 
 
@@ -104,7 +115,9 @@ def apply_op(store: TableStore, op: Op, read_version: int) -> int:
     if isinstance(op, Append):
         prewrite(store, op)
         nd = LanceDataset.commit(
-            uri, LanceOperation.Append(op.fragments), read_version=read_version,
+            uri,
+            LanceOperation.Append(op.fragments),
+            read_version=read_version,
             storage_options=opts,
         )
         return int(nd.version)

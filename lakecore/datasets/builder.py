@@ -1,0 +1,252 @@
+"""DatasetBuilder: a change set (add / remove / split / attach) committed as one new version."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakecore.entities._base import LakeCore, new_ids, now_array, quote, rows_where
+from lakecore.entities._checks import (
+    check_one_split,
+    delete_in,
+    dump_json,
+    first,
+    id_array,
+    map_entries,
+    repeat,
+)
+from lakecore.errors import AlreadyExistsError, ValidationError
+from lakecore.tables import Append, Upsert, layout, to_arrow
+from lakecore.tables.write import Op
+from schemas import AssetRetention, DatasetMember, DatasetTag, DatasetVersion
+
+if TYPE_CHECKING:
+    from lakecore.catalog import Snapshot
+    from lakecore.datasets.version import DatasetVersionHandle
+
+__all__ = ["READ_TABLES", "DatasetBuilder"]
+
+READ_TABLES = ("datums", "annotation_records", "annotation_sets", "annotation_schemas", "assets")
+"""Tables a dataset version reads; their pinned versions are recorded and tagged."""
+
+MEMBER_SCHEMA = pa.schema([pa.field("datum_id", pa.string()), pa.field("split", pa.string())])
+
+
+class DatasetBuilder:
+    """Collects changes to a dataset, then commits them as one immutable version.
+
+    Start empty, from a parent version (``parent=``), or from a query (``add`` takes an Arrow
+    table with a ``datum_id`` column and an optional ``split`` column). Changes apply in order.
+
+    Example:
+        >>> b = lake.datasets.builder("cats", parent="latest")   # doctest: +SKIP
+        >>> b.add(new_ids, split="train").remove(bad_ids).commit("1.1.0", message="more cats")
+    """
+
+    def __init__(self, core: LakeCore, name: str, parent: DatasetVersionHandle | None) -> None:
+        self._core = core
+        self.name = name
+        self.parent = parent
+        self._ops: list[tuple[str, pa.Array, str | None, pa.Array | None]] = []
+        self._sets: list[str] = list(parent.record.annotation_set_ids) if parent else []
+
+    def __repr__(self) -> str:
+        base = self.parent.ref if self.parent else "empty"
+        return f"DatasetBuilder({self.name!r}, from={base}, changes={len(self._ops)})"
+
+    # -- changes -------------------------------------------------------------------------------
+    def add(
+        self, datum_ids: Sequence[str] | pa.Array | pa.ChunkedArray | pa.Table, *,
+        split: str | None = None,
+    ) -> DatasetBuilder:
+        """Add datums (a table may carry a per-row ``split`` column)."""
+        splits = None
+        if isinstance(datum_ids, pa.Table):
+            if "datum_id" not in datum_ids.column_names:
+                raise ValidationError("the table needs a datum_id column", field="datum_id")
+            if "split" in datum_ids.column_names and split is None:
+                splits = datum_ids["split"].combine_chunks().cast(pa.string())
+            datum_ids = datum_ids["datum_id"]
+        ids = id_array(datum_ids, "datum_ids")
+        self._ops.append(("add", ids, check_one_split(split), splits))
+        return self
+
+    def remove(self, datum_ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> DatasetBuilder:
+        """Remove datums (they must be in the dataset when the change applies)."""
+        self._ops.append(("remove", id_array(datum_ids, "datum_ids"), None, None))
+        return self
+
+    def set_split(
+        self, datum_ids: Sequence[str] | pa.Array | pa.ChunkedArray, split: str | None
+    ) -> DatasetBuilder:
+        """Set the split of datums already in the dataset (None: use the datum's own)."""
+        self._ops.append(("split", id_array(datum_ids, "datum_ids"), check_one_split(split), None))
+        return self
+
+    def attach(self, set_ids: Sequence[str]) -> DatasetBuilder:
+        """Read only these annotation sets' records (default: every record on the datums)."""
+        self._sets.extend(s for s in id_array(set_ids, "set_ids").to_pylist() if s not in self._sets)
+        return self
+
+    # -- commit --------------------------------------------------------------------------------
+    def commit(
+        self, version: str, *, message: str | None = None, author: str | None = None,
+        metadata: Mapping[str, Any] | None = None, tags: Sequence[str] = (),
+    ) -> DatasetVersionHandle:
+        """Commit the changes as ``name@version``; atomic, O(changes) rows written.
+
+        Raises:
+            AlreadyExistsError: ``name@version`` exists (also when another writer won the race).
+            ValidationError: a datum or annotation set does not exist, or a removed/re-split
+                datum is not in the dataset; nothing is written.
+        """
+        from lakecore.datasets.version import DatasetVersionHandle
+
+        probe = DatasetVersion(dataset_name=self.name, version=version, catalog_version=0,
+                               message=message, author=author, metadata=dict(metadata or {}))
+        for tag in tags:
+            DatasetTag(dataset_name=self.name, tag=tag)
+        parent_members = self.parent._members if self.parent else MEMBER_SCHEMA.empty_table()
+        desired = self._apply(parent_members)
+        record: list[DatasetVersion] = []
+
+        def build(snap: Snapshot) -> list[Op]:
+            record.clear()
+            return self._build(snap, probe, desired, tags, record)
+
+        self._core.commit(build=build, message=f"dataset {self.name}@{version}")
+        handle = DatasetVersionHandle(self._core, record[0])
+        _tag_pins(self._core, record[0])
+        return handle
+
+    def _apply(self, members: pa.Table) -> pa.Table:
+        """Replay the change log on the parent's members (vectorized per change)."""
+        current = members.select(["datum_id", "split"]).cast(MEMBER_SCHEMA)
+        for kind, ids, split, splits in self._ops:
+            present = pc.is_in(ids, value_set=current["datum_id"])
+            if kind == "add":
+                keep = pc.invert(pc.is_in(current["datum_id"], value_set=ids))
+                col = splits if splits is not None else repeat(split, len(ids), pa.string())
+                new = pa.table({"datum_id": ids, "split": col}, schema=MEMBER_SCHEMA)
+                current = pa.concat_tables([current.filter(keep), new])
+                current = current.take(_last_occurrence(current["datum_id"]))
+                continue
+            bad = first(pc.invert(present))
+            if bad is not None:
+                raise ValidationError(
+                    f"row {bad}: datum {ids[bad].as_py()} is not in the dataset, cannot "
+                    f"{'remove' if kind == 'remove' else 'set the split of'} it",
+                    row=bad, field="datum_ids",
+                )
+            hit = pc.is_in(current["datum_id"], value_set=ids)
+            if kind == "remove":
+                current = current.filter(pc.invert(hit))
+            else:
+                new_split = pc.if_else(hit, repeat(split, current.num_rows, pa.string()),
+                                       current["split"])
+                current = current.set_column(1, "split", new_split)
+        return current.sort_by("datum_id")
+
+    def _build(self, snap: Snapshot, probe: DatasetVersion, desired: pa.Table,
+               tags: Sequence[str], out: list[DatasetVersion]) -> list[Op]:
+        name = self.name
+        taken = snap.count("dataset_versions",
+                           f"dataset_name = {quote(name)} AND version = {quote(probe.version)}")
+        if taken:
+            raise AlreadyExistsError(f"dataset version {name}@{probe.version} exists already; "
+                                     "pick another version string", ref=f"{name}@{probe.version}")
+        ids = desired["datum_id"].combine_chunks()
+        datums = rows_where(snap, "datums", "datum_id", ids.to_pylist(),
+                            columns=["datum_id", "split", "assets"])
+        missing = first(pc.invert(pc.is_in(ids, value_set=datums["datum_id"])))
+        if missing is not None:
+            raise ValidationError(f"datum {ids[missing].as_py()} does not exist in the lake",
+                                  field="datum_ids", datum_id=ids[missing].as_py())
+        if self._sets:
+            found = rows_where(snap, "annotation_sets", "set_id", self._sets, columns=["set_id"])
+            lost = sorted(set(self._sets) - set(found["set_id"].to_pylist()))
+            if lost:
+                raise ValidationError(f"annotation set(s) {lost} do not exist", field="set_ids")
+        head = snap.to_table("dataset_members", columns=["datum_id", "split"],
+                             filter=f"dataset_name = {quote(name)}")
+        ops: list[Op] = []
+        gone = pc.invert(pc.is_in(head["datum_id"], value_set=ids))
+        ops += delete_in("dataset_members", "member_id",
+                         [f"{name}/{d}" for d in head["datum_id"].filter(gone).to_pylist()])
+        pos = pc.index_in(ids, value_set=head["datum_id"])
+        want, had = desired["split"], head["split"].take(pos)
+        same = pc.or_(pc.fill_null(pc.equal(want, had), False),
+                      pc.and_(pc.is_null(want), pc.is_null(had)))
+        changed = pc.or_(pc.is_null(pos), pc.invert(same))
+        upsert = desired.filter(changed)
+        if upsert.num_rows:
+            ids_up = upsert["datum_id"].combine_chunks()
+            member_ids = pc.binary_join_element_wise(f"{name}/", ids_up, "")
+            ops.append(Upsert("dataset_members", pa.table({
+                "member_id": member_ids,
+                "dataset_name": repeat(name, len(ids_up), pa.string()),
+                "datum_id": ids_up, "split": upsert["split"]},
+                schema=layout(DatasetMember).schema)))
+        version_id = new_ids("dsv", 1)[0].as_py()
+        split = pc.coalesce(desired["split"], datums.take(
+            pc.index_in(ids, value_set=datums["datum_id"]))["split"])
+        vc = pc.value_counts(split)
+        splits = {str(k): int(v) for k, v in zip(vc.field("values").to_pylist(),
+                                                 vc.field("counts").to_pylist(), strict=True)}
+        rec = probe.model_copy(update={
+            "version_id": version_id, "catalog_version": snap.catalog_version + 1,
+            "parent_version_id": self.parent.record.version_id if self.parent else None,
+            "pins": {t: snap.pins[t] for t in READ_TABLES},
+            "datum_count": len(ids), "annotation_set_ids": list(self._sets),
+            "stats": {"splits": splits}})
+        DatasetVersion.model_validate(rec.model_dump())
+        out.append(rec)
+        ops.append(Append("dataset_versions", to_arrow([rec], DatasetVersion)))
+        if tags:
+            events = [DatasetTag(dataset_name=name, tag=t, version_id=version_id, by=rec.author)
+                      for t in tags]
+            ops.append(Append("dataset_tags", to_arrow(events, DatasetTag)))
+        ops += self._retain(snap, datums, head, version_id)
+        return ops
+
+    def _retain(self, snap: Snapshot, datums: pa.Table, head: pa.Table,
+                version_id: str) -> list[Op]:
+        """Pin the assets of datums new to the dataset so nothing deletes them (O(new datums))."""
+        new = datums.filter(pc.invert(pc.is_in(datums["datum_id"], value_set=head["datum_id"])))
+        if not new.num_rows:
+            return []
+        _, _, asset_ids = map_entries(new["assets"])
+        masks = rows_where(snap, "annotation_records", "datum_id",
+                           new["datum_id"].to_pylist(), columns=["mask_asset_id"])
+        ids = pc.unique(pa.concat_arrays([asset_ids.cast(pa.string()),
+                                          masks["mask_asset_id"].combine_chunks()
+                                          .cast(pa.string()).drop_null()]))
+        n = len(ids)
+        schema = layout(AssetRetention).schema
+        table = pa.table({
+            "retention_id": new_ids("retention", n), "asset_id": ids,
+            "owner_type": repeat("dataset_version", n, pa.string()),
+            "owner_id": repeat(version_id, n, pa.string()),
+            "policy": repeat("retain", n, pa.string()), "expires_at": pa.nulls(n, schema.field(
+                "expires_at").type), "metadata": dump_json(None, n),
+            "created_at": now_array(n), "created_by": pa.nulls(n, pa.string())}, schema=schema)
+        return [Append("asset_retentions", table)]
+
+
+def _last_occurrence(ids: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Row indices keeping the last row of every id (later adds override earlier ones)."""
+    import numpy as np
+
+    arr = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    codes = pc.index_in(arr, value_set=pc.unique(arr)).to_numpy(zero_copy_only=False)
+    rev = codes[::-1]
+    _, idx = np.unique(rev, return_index=True)
+    return pa.array(np.sort(len(codes) - 1 - idx))
+
+
+def _tag_pins(core: LakeCore, record: DatasetVersion) -> None:
+    """Tag the table versions a version reads so Lance's clean-up can never remove them."""
+    core.protect(record.catalog_version, record.pins)

@@ -1,0 +1,234 @@
+"""Reading one immutable dataset version: members, datums, annotations, assets, payloads."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakecore.entities._base import LakeCore, in_filter, quote
+from lakecore.entities._checks import id_array, map_entries
+from lakecore.errors import NotFoundError, ValidationError
+from schemas import DatasetVersion, StorageRef
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from lakecore.catalog import Snapshot
+
+__all__ = ["DatasetVersionHandle", "Page"]
+
+_IN_LIMIT = 4096
+DATUM_COLUMNS = ("datum_id", "split", "assets", "metadata", "created_at")
+"""Columns of :meth:`DatasetVersionHandle.to_arrow` by default."""
+
+
+class Page:
+    """One page of a version's datums and the cursor of the next page (None at the end)."""
+
+    def __init__(self, rows: pa.Table, next_cursor: str | None) -> None:
+        self.rows = rows
+        self.next_cursor = next_cursor
+
+    def __repr__(self) -> str:
+        return f"Page(rows={self.rows.num_rows}, next_cursor={self.next_cursor!r})"
+
+
+class DatasetVersionHandle:
+    """A committed dataset version. Every read returns what it returned the day it was made.
+
+    The version reads every table at the Lance version the lake catalog pinned when it was
+    committed (``record.catalog_version``): later updates of datums or annotation records, or
+    deletes of assets, do not change what it reads.
+    """
+
+    def __init__(self, core: LakeCore, record: DatasetVersion) -> None:
+        self._core = core
+        self.record = record
+
+    def __repr__(self) -> str:
+        return f"DatasetVersion({self.ref!r}, datums={self.record.datum_count})"
+
+    @property
+    def name(self) -> str:
+        """The dataset name."""
+        return self.record.dataset_name
+
+    @property
+    def version(self) -> str:
+        """The version string."""
+        return self.record.version
+
+    @property
+    def ref(self) -> str:
+        """``name@version``."""
+        return self.record.ref
+
+    @cached_property
+    def snapshot(self) -> Snapshot:
+        """The lake's tables exactly as this version reads them."""
+        return self._core.snapshot_at(self.record.catalog_version)
+
+    # -- members and datums --------------------------------------------------------------------
+    @cached_property
+    def _members(self) -> pa.Table:
+        table = self.snapshot.to_table(
+            "dataset_members", columns=["datum_id", "split"],
+            filter=f"dataset_name = {quote(self.name)}",
+        )
+        return table.sort_by("datum_id")
+
+    def members(self) -> pa.Table:
+        """``(datum_id, split)`` of every datum in the version, by datum id (split as the
+        version sets it, else the datum's own)."""
+        return self.to_arrow(columns=["datum_id", "split"])
+
+    def _datums(self, ids: pa.Array, columns: Sequence[str] | None = None) -> pa.Table:
+        ds = self.snapshot.dataset("datums")
+        if len(ids) <= _IN_LIMIT:
+            return ds.to_table(columns=columns, filter=in_filter("datum_id", ids.to_pylist()))
+        table = ds.to_table(columns=columns)
+        return table.filter(pc.is_in(table["datum_id"], value_set=ids))
+
+    def _join(self, members: pa.Table, columns: Sequence[str] | None) -> pa.Table:
+        wanted = list(columns or DATUM_COLUMNS)
+        read = list(dict.fromkeys(["datum_id", "split", *wanted]))
+        datums = self._datums(members["datum_id"].combine_chunks(), read)
+        # one row per member, in member order: index of each member in the datums rows
+        pos = pc.index_in(members["datum_id"], value_set=datums["datum_id"])
+        if pos.null_count:
+            raise NotFoundError(f"{self.ref}: datums missing at the pinned version")
+        rows = datums.take(pos)
+        split = pc.coalesce(members["split"], rows["split"])
+        out = {c: (split if c == "split" else rows[c]) for c in wanted}
+        return pa.table(out)
+
+    def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """One row per datum: ``datum_id, split, assets (role -> asset id), metadata, created_at``.
+
+        Annotations are a second table: :meth:`annotations` (one row per record).
+        """
+        return self._join(self._members, columns)
+
+    def to_batches(
+        self, batch_size: int = 4096, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the datums in batches (memory bounded by the batch, not the version)."""
+        if batch_size < 1:
+            raise ValidationError("batch_size must be >= 1", field="batch_size")
+        members = self._members
+        for start in range(0, members.num_rows, batch_size):
+            chunk = members.slice(start, batch_size)
+            yield from self._join(chunk, columns).to_batches()
+
+    def to_polars(self) -> pl.DataFrame:
+        """The datums as a polars DataFrame."""
+        import polars as pl
+
+        return pl.from_arrow(self.to_arrow())  # type: ignore[return-value]
+
+    def head(self, n: int = 10) -> pa.Table:
+        """The first ``n`` datums (by datum id)."""
+        return self._join(self._members.slice(0, n), None)
+
+    def page(self, cursor: str | None = None, limit: int = 100) -> Page:
+        """A page of datums in datum-id order; the cursor stays valid forever (immutable)."""
+        if not 1 <= limit <= 10_000:
+            raise ValidationError("limit must be within 1..10000", field="limit")
+        members = self._members
+        start = 0
+        if cursor is not None:
+            try:
+                doc = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=="))
+                assert doc["v"] == self.record.version_id
+                last = str(doc["last"])
+            except (ValueError, KeyError, AssertionError, TypeError):
+                raise ValidationError(f"cursor does not belong to {self.ref}",
+                                      field="cursor") from None
+            start = int(pc.sum(pc.less_equal(members["datum_id"], last)).as_py() or 0)
+        chunk = members.slice(start, limit)
+        nxt = None
+        if start + limit < members.num_rows:
+            last_id = chunk["datum_id"][-1].as_py()
+            raw = json.dumps({"v": self.record.version_id, "last": last_id}).encode()
+            nxt = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return Page(self._join(chunk, None), nxt)
+
+    # -- annotations, assets, payloads ---------------------------------------------------------
+    def _asset_ids(self, datums: pa.Table | None = None) -> pa.Array:
+        datums = datums if datums is not None else self.to_arrow(columns=["datum_id", "assets"])
+        _, _, values = map_entries(datums["assets"])
+        return pc.unique(values)
+
+    def annotations(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """The version's annotation records (one row per record), as they were at commit.
+
+        Records count when they are on a member datum (``datum_id``) or on one of the members'
+        assets (``asset_id``); when the version attached annotation sets, only theirs.
+        """
+        ds = self.snapshot.dataset("annotation_records")
+        sets = self.record.annotation_set_ids
+        flt = in_filter("set_id", sets) if sets else None
+        table = ds.to_table(columns=columns, filter=flt) if columns is None or (
+            {"datum_id", "asset_id"} <= set(columns)) else ds.to_table(filter=flt)
+        members = self._members["datum_id"]
+        keep = pc.or_kleene(
+            pc.fill_null(pc.is_in(table["datum_id"], value_set=members), False),
+            pc.fill_null(pc.is_in(table["asset_id"], value_set=self._asset_ids()), False),
+        )
+        out = table.filter(keep)
+        return out.select(list(columns)) if columns else out
+
+    def assets(self) -> pa.Table:
+        """The asset rows the version's datums use (role maps), as they were at commit."""
+        ids = self._asset_ids()
+        ds = self.snapshot.dataset("assets")
+        if len(ids) <= _IN_LIMIT:
+            return ds.to_table(filter=in_filter("asset_id", ids.to_pylist()))
+        table = ds.to_table()
+        return table.filter(pc.is_in(table["asset_id"], value_set=ids))
+
+    def payloads(self, datum_ids: Sequence[str] | pa.Array, role: str = "image") -> list[bytes]:
+        """The payload bytes of one role of the given datums, in input order."""
+        ids = id_array(datum_ids, "datum_ids")
+        member = pc.is_in(ids, value_set=self._members["datum_id"])
+        if not pc.all(member).as_py():
+            bad = pc.index(member, False).as_py()
+            raise NotFoundError(f"{ids[bad].as_py()} is not in {self.ref}", datum_id=ids[bad])
+        datums = self._datums(ids, ["datum_id", "assets"])
+        datums = datums.take(pc.index_in(ids, value_set=datums["datum_id"]))
+        parent, keys, values = map_entries(datums["assets"])
+        hit = pc.equal(keys, role)
+        rows, asset_ids = parent.filter(hit), values.filter(hit)
+        if len(rows) != len(ids):
+            raise NotFoundError(f"some datums of {self.ref} have no {role!r} asset", role=role)
+        asset_ids = asset_ids.take(pc.sort_indices(rows))
+        assets = self.snapshot.dataset("assets").to_table(
+            columns=["asset_id", "storage"], filter=in_filter("asset_id", asset_ids.to_pylist())
+        )
+        assets = assets.take(pc.index_in(asset_ids, value_set=assets["asset_id"]))
+        refs = [StorageRef.model_construct(**s) for s in assets["storage"].to_pylist()]
+        return self._core.objects.get_many(refs)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts: datums, datums per split, records per label and per kind."""
+        members = self.members()
+        records = self.annotations(columns=["datum_id", "asset_id", "label", "kind"])
+
+        def counts(arr: pa.ChunkedArray) -> dict[str, int]:
+            vc = pc.value_counts(arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type))
+            return {str(k): int(v) for k, v in zip(vc.field("values").to_pylist(),
+                                                   vc.field("counts").to_pylist(), strict=True)}
+
+        return {
+            "datums": members.num_rows,
+            "splits": counts(members["split"]),
+            "records": records.num_rows,
+            "labels": counts(records["label"]),
+            "kinds": counts(records["kind"]),
+        }

@@ -1,0 +1,61 @@
+"""Reference checks of annotation records: every asset and datum they name exists."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakecore.entities._base import rows_where
+from lakecore.entities._validate import Column, Failures, show
+
+if TYPE_CHECKING:
+    from lakecore.catalog import Snapshot
+
+__all__ = ["check_references", "known_ids"]
+
+_LOOKUP_COST = 40
+"""Measured (local disk): an indexed ``IN`` lookup costs ~6 us per id, reading a whole id column
+~0.16 us per row, so reading the column wins once ids * 40 exceed the table's rows."""
+
+_REFERENCES = (
+    ("assets", "asset_id", ("asset_id", "mask_asset_id")),
+    ("datums", "datum_id", ("datum_id",)),
+)
+
+
+def known_ids(snapshot: Snapshot, table: str, column: str, ids: pa.Array) -> pa.ChunkedArray:
+    """Which of ``ids`` exist in ``table.column`` at ``snapshot`` (possibly more ids)."""
+    if len(ids) == 0:
+        return pa.chunked_array([ids])
+    if len(ids) > 1024 and len(ids) * _LOOKUP_COST > snapshot.count(table):
+        return snapshot.to_table(table, columns=[column])[column]
+    return rows_where(snapshot, table, column, ids.to_pylist(), columns=[column])[column]
+
+
+def _distinct_ids(*cols: Column) -> pa.Array:
+    chunks = [
+        c for col in cols for c in (col.chunks if isinstance(col, pa.ChunkedArray) else [col])
+    ]
+    return pc.drop_null(pc.unique(pa.chunked_array(chunks, pa.string())))
+
+
+def _flag_unknown(f: Failures, field: str, what: str, known: pa.ChunkedArray) -> None:
+    col = f.table[field]
+    f.flag(
+        pc.and_(col.is_valid(), pc.invert(pc.is_in(col, known))),
+        field,
+        lambda r: f"unknown {what} {show(f.value(field, r))} (no {what} with this id in the lake)",
+    )
+
+
+def check_references(snapshot: Snapshot, table: pa.Table) -> None:
+    """Raise ValidationError for the lowest row naming an asset or datum absent from
+    ``snapshot`` (only the referenced ids are looked up, or the id column is read once)."""
+    f = Failures(table)
+    for target, key, fields in _REFERENCES:
+        known = known_ids(snapshot, target, key, _distinct_ids(*(table[c] for c in fields)))
+        for field in fields:
+            _flag_unknown(f, field, target.removesuffix("s"), known)
+    f.raise_first()
