@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -11,6 +12,8 @@ import pyarrow as pa
 from lakecore.catalog import Catalog, CommitResult, Snapshot
 from lakecore.catalog.commit import Build
 from lakecore.datasets import Datasets
+from lakecore.datasets.gc import GcReport
+from lakecore.datasets.gc import collect as gc_collect
 from lakecore.entities.aliases import Aliases
 from lakecore.entities.annotations import Annotations
 from lakecore.entities.assets import Assets
@@ -28,7 +31,7 @@ from lakecore.storage import (
 )
 from lakecore.storage._errors import storage_errors
 from lakecore.tables import TableStore, entity_specs
-from lakecore.tables.write import Op
+from lakecore.tables.write import Op, Reindex
 from schemas import LakeInfo, MountConfig, MountKind
 
 __all__ = ["FORMAT_VERSION", "Lake", "connect"]
@@ -64,6 +67,7 @@ class Lake:
         self.info = info
         self.storage_options = dict(options or {})
         fs = filesystem(location, options)
+        self._fs = fs
         self.objects = PayloadStore(location, info, options, large_threshold=large_threshold)
         self._tables = TableStore(location, entity_specs(), options)
         self._catalog = Catalog(location, self._tables, fs, lease_ttl=lease_ttl)
@@ -100,6 +104,30 @@ class Lake:
     ) -> CommitResult:
         """Commit table operations atomically across tables (see ``lakecore.catalog``)."""
         return self._catalog.commit(ops, build=build, message=message)
+
+    def gc(
+        self, *, dry_run: bool = True, grace: timedelta = timedelta(hours=1), compact: bool = True
+    ) -> GcReport:
+        """Reclaim table versions and payloads nothing can read (see ``lakecore.datasets.gc``).
+
+        Never removes what a committed dataset version, the current lake, an alias, a
+        collection item or a retention holds, nor anything younger than ``grace``.
+        """
+        return gc_collect(
+            self._catalog,
+            self.objects,
+            self._fs,
+            self.location.uri,
+            dry_run=dry_run,
+            grace=grace,
+            compact=compact,
+        )
+
+    def optimize(self) -> dict[str, int]:
+        """Fold unindexed rows into every table's scalar indices and compact small fragments."""
+        snap = self.snapshot()
+        ops: list[Op] = [Reindex(name) for name in sorted(snap.pins)]
+        return dict(self._catalog.commit(ops, message="optimize").tables)
 
     def summary(self) -> dict[str, Any]:
         """Row counts of every table, payload count and bytes."""

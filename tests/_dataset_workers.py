@@ -10,9 +10,17 @@ import lakecore
 from lakecore.catalog.commit import set_fault_hook
 
 
-def commit_version(uri: str, options: dict[str, str] | None, name: str, version: str,
-                   datum_ids: list[str], *, kill_at: str | None = None,
-                   start_at: float = 0.0, ttl: float = 30.0) -> str:
+def commit_version(
+    uri: str,
+    options: dict[str, str] | None,
+    name: str,
+    version: str,
+    datum_ids: list[str],
+    *,
+    kill_at: str | None = None,
+    start_at: float = 0.0,
+    ttl: float = 30.0,
+) -> str:
     """Commit ``name@version`` with the given datums; kill -9 itself at a step if asked."""
     lake = lakecore.connect(uri, storage_options=options, lease_ttl=ttl)
 
@@ -30,6 +38,13 @@ def commit_version(uri: str, options: dict[str, str] | None, name: str, version:
     return "ok"
 
 
-def race(uri: str, options: dict[str, str] | None, name: str, version: str,
-         datum_ids: list[str], start_at: float, out: dict) -> None:  # type: ignore[type-arg]
+def race(
+    uri: str,
+    options: dict[str, str] | None,
+    name: str,
+    version: str,
+    datum_ids: list[str],
+    start_at: float,
+    out: dict,
+) -> None:  # type: ignore[type-arg]
     out[os.getpid()] = commit_version(uri, options, name, version, datum_ids, start_at=start_at)

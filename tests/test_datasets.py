@@ -17,8 +17,7 @@ from lakecore.errors import (
     ValidationError,
     VersionNotFoundError,
 )
-from lakecore.tables import Upsert, to_arrow
-from schemas import AnnotationRecord
+from lakecore.tables import Upsert
 
 
 @pytest.fixture(autouse=True)
@@ -32,31 +31,50 @@ def populate(lake, n: int = 12):
     assets = lake.assets.add_many([f"image-{i}".encode() for i in range(n)], kind="blob")
     aids = assets["asset_id"].to_pylist()
     datums = lake.datums.add_many(
-        [{"assets": {"image": a}, "split": "val" if i % 4 == 0 else "train"}
-         for i, a in enumerate(aids)])
+        [
+            {"assets": {"image": a}, "split": "val" if i % 4 == 0 else "train"}
+            for i, a in enumerate(aids)
+        ]
+    )
     dids = datums["datum_id"].to_pylist()
-    schema = lake.annotations.create_schema("shapes", task_type="detection",
-                                            labels=["cat", "dog"], allowed_kinds=["bbox"])
+    schema = lake.annotations.create_schema(
+        "shapes", task_type="detection", labels=["cat", "dog"], allowed_kinds=["bbox"]
+    )
     gt = lake.annotations.create_set("gt", schema_id=schema.schema_id)
-    lake.annotations.add(gt.set_id, pa.table({
-        "datum_id": dids, "asset_id": aids, "kind": ["bbox"] * n,
-        "label": ["cat" if i % 2 else "dog" for i in range(n)],
-        "bbox": [[float(i), 1.0, 2.0, 3.0] for i in range(n)]}))
+    lake.annotations.add(
+        gt.set_id,
+        pa.table(
+            {
+                "datum_id": dids,
+                "asset_id": aids,
+                "kind": ["bbox"] * n,
+                "label": ["cat" if i % 2 else "dog" for i in range(n)],
+                "bbox": [[float(i), 1.0, 2.0, 3.0] for i in range(n)],
+            }
+        ),
+    )
     return aids, dids, gt.set_id
 
 
 def test_build_resolve_and_read(lake):
-    aids, dids, _ = populate(lake)
-    v1 = lake.datasets.builder("shapes").add(dids[:8]).commit("1.0.0", message="first",
-                                                                author="ana", tags=["prod"])
+    _aids, dids, _ = populate(lake)
+    v1 = (
+        lake.datasets.builder("shapes")
+        .add(dids[:8])
+        .commit("1.0.0", message="first", author="ana", tags=["prod"])
+    )
     assert v1.ref == "shapes@1.0.0" and v1.record.datum_count == 8
     table = v1.to_arrow()
     assert table.column_names == ["datum_id", "split", "assets", "metadata", "created_at"]
     assert sorted(table["datum_id"].to_pylist()) == sorted(dids[:8])
     assert table["datum_id"].to_pylist() == sorted(dids[:8])  # stable order: by datum id
-    v2 = (lake.datasets.builder("shapes", parent="latest")
-          .add(dids[8:], split="test").remove(dids[:2]).set_split(dids[2:4], "val")
-          .commit("1.1.0"))
+    v2 = (
+        lake.datasets.builder("shapes", parent="latest")
+        .add(dids[8:], split="test")
+        .remove(dids[:2])
+        .set_split(dids[2:4], "val")
+        .commit("1.1.0")
+    )
     members = dict(zip(*v2.members().to_pydict().values(), strict=True))
     assert set(members) == set(dids[2:])
     assert all(members[d] == "test" for d in dids[8:]) and members[dids[2]] == "val"
@@ -68,7 +86,11 @@ def test_build_resolve_and_read(lake):
     assert lake.datasets.tags("shapes") == {"prod": "1.1.0"}
     events = lake.datasets.history("shapes").to_pylist()
     assert [(e["event"], e["version"]) for e in events] == [
-        ("commit", "1.0.0"), ("tag", "1.0.0"), ("commit", "1.1.0"), ("tag", "1.1.0")]
+        ("commit", "1.0.0"),
+        ("tag", "1.0.0"),
+        ("commit", "1.1.0"),
+        ("tag", "1.1.0"),
+    ]
     assert lake.datasets.versions("shapes")["version"].to_pylist() == ["1.0.0", "1.1.0"]
     listed = lake.datasets.list().to_pylist()
     assert listed[0]["dataset_name"] == "shapes" and listed[0]["latest"] == "1.1.0"
@@ -105,13 +127,23 @@ def test_version_content_is_frozen(lake):
     changed = rec.set_column(rec.schema.get_field_index("label"), "label", pa.array(["cat"]))
     lake.commit([Upsert("annotation_records", changed)])
     lake.assets.update_metadata(aids[1], {"reviewed": True})
-    lake.annotations.add(set_id, pa.table({"datum_id": [dids[2]], "asset_id": [aids[2]],
-                                           "kind": ["bbox"], "label": ["dog"],
-                                           "bbox": [[0.0, 0.0, 1.0, 1.0]]}))
+    lake.annotations.add(
+        set_id,
+        pa.table(
+            {
+                "datum_id": [dids[2]],
+                "asset_id": [aids[2]],
+                "kind": ["bbox"],
+                "label": ["dog"],
+                "bbox": [[0.0, 0.0, 1.0, 1.0]],
+            }
+        ),
+    )
     lake.datasets.builder("other").add(dids[:1]).commit("x")
     again = lake.datasets.get("shapes", "1.0.0")
-    for old, new in zip(before, (again.to_arrow(), again.annotations(), again.assets()),
-                        strict=True):
+    for old, new in zip(
+        before, (again.to_arrow(), again.annotations(), again.assets()), strict=True
+    ):
         assert new.sort_by(new.column_names[0]).equals(old.sort_by(old.column_names[0]))
     # an asset a committed version uses cannot be deleted
     with pytest.raises(InUseError, match="retention"):
@@ -126,8 +158,9 @@ def test_commit_writes_only_the_changes(lake):
     old = v1.snapshot.dataset("dataset_members")
     new = v2.snapshot.dataset("dataset_members")
     old_frags = {f.fragment_id for f in old.get_fragments()}
-    written = sum(f.metadata.physical_rows for f in new.get_fragments()
-                  if f.fragment_id not in old_frags)
+    written = sum(
+        f.metadata.physical_rows for f in new.get_fragments() if f.fragment_id not in old_frags
+    )
     assert written == 4  # the 4 added rows, not a copy of the 39 members
     assert v2.record.datum_count == 39
 
@@ -181,8 +214,11 @@ def test_kill_9_of_a_committer(where, step):
     lake = where.connect(lease_ttl=1.0)
     _, dids, _ = populate(lake, n=6)
     ctx = mp.get_context("spawn")
-    child = ctx.Process(target=commit_version, args=(where.uri, where.options, "s", "1", dids),
-                        kwargs={"kill_at": step, "ttl": 1.0})
+    child = ctx.Process(
+        target=commit_version,
+        args=(where.uri, where.options, "s", "1", dids),
+        kwargs={"kill_at": step, "ttl": 1.0},
+    )
     child.start()
     child.join(120)
     assert child.exitcode == -9
@@ -202,8 +238,10 @@ def test_two_writers_same_version_exactly_one_wins(where):
     with ctx.Manager() as manager:
         out = manager.dict()
         start = time.time() + 3.0
-        procs = [ctx.Process(target=race, args=(where.uri, where.options, "s", "1", ids, start, out))
-                 for ids in (dids[:2], dids[2:])]
+        procs = [
+            ctx.Process(target=race, args=(where.uri, where.options, "s", "1", ids, start, out))
+            for ids in (dids[:2], dids[2:])
+        ]
         for p in procs:
             p.start()
         for p in procs:
@@ -219,8 +257,11 @@ def test_from_a_query_and_another_dataset(lake):
     val = q.filter(pc.equal(q["split"], "val"))
     v = lake.datasets.builder("val-only").add(val).commit("1")
     assert v.record.datum_count == 2 and set(v.members()["split"].to_pylist()) == {"val"}
-    sub = lake.datasets.builder("derived", parent="val-only@1").remove(
-        val["datum_id"][:1]).commit("1")
+    sub = (
+        lake.datasets.builder("derived", parent="val-only@1")
+        .remove(val["datum_id"][:1])
+        .commit("1")
+    )
     assert sub.record.parent_version_id == v.record.version_id
     assert sub.record.datum_count == 1
     with pytest.raises(ValidationError, match="not in the dataset"):

@@ -43,7 +43,16 @@ from lakecore.errors import (
 )
 from lakecore.storage import LakeUri, Lease
 from lakecore.tables import TableStore
-from lakecore.tables.write import Append, Op, Reindex, Upsert, apply_op, conform, needs_reindex
+from lakecore.tables.write import (
+    Append,
+    Compact,
+    Op,
+    Reindex,
+    Upsert,
+    apply_op,
+    conform,
+    needs_reindex,
+)
 from lakecore.tables.write import prewrite as _prewrite
 
 __all__ = ["CATALOG_SCHEMA", "Catalog", "CommitResult", "Snapshot", "set_fault_hook"]
@@ -195,9 +204,7 @@ class Catalog:
         Idempotent. Lance's ``cleanup_old_versions`` keeps tagged versions; lakecore's own gc
         also recomputes what to keep from the dataset versions, so tags are a second guard.
         """
-        targets = [(self.uri, catalog_version)] + [
-            (self.store.uri(t), v) for t, v in pins.items()
-        ]
+        targets = [(self.uri, catalog_version)] + [(self.store.uri(t), v) for t, v in pins.items()]
         for uri, version in targets:
             ds = lance.dataset(uri, storage_options=self.store.options)
             name = f"lakecore-v{version}"
@@ -314,6 +321,8 @@ class Catalog:
 
     def _fenced(self, op: Op, version: int) -> int:
         produced = apply_op(self.store, op, version)
+        if isinstance(op, Compact) and produced == version:
+            return version  # nothing to compact
         if produced != version + 1:
             raise _Fenced(f"{op.table}: expected version {version + 1}, produced {produced}")
         return produced

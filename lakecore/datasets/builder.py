@@ -59,7 +59,9 @@ class DatasetBuilder:
 
     # -- changes -------------------------------------------------------------------------------
     def add(
-        self, datum_ids: Sequence[str] | pa.Array | pa.ChunkedArray | pa.Table, *,
+        self,
+        datum_ids: Sequence[str] | pa.Array | pa.ChunkedArray | pa.Table,
+        *,
         split: str | None = None,
     ) -> DatasetBuilder:
         """Add datums (a table may carry a per-row ``split`` column)."""
@@ -88,13 +90,20 @@ class DatasetBuilder:
 
     def attach(self, set_ids: Sequence[str]) -> DatasetBuilder:
         """Read only these annotation sets' records (default: every record on the datums)."""
-        self._sets.extend(s for s in id_array(set_ids, "set_ids").to_pylist() if s not in self._sets)
+        self._sets.extend(
+            s for s in id_array(set_ids, "set_ids").to_pylist() if s not in self._sets
+        )
         return self
 
     # -- commit --------------------------------------------------------------------------------
     def commit(
-        self, version: str, *, message: str | None = None, author: str | None = None,
-        metadata: Mapping[str, Any] | None = None, tags: Sequence[str] = (),
+        self,
+        version: str,
+        *,
+        message: str | None = None,
+        author: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
     ) -> DatasetVersionHandle:
         """Commit the changes as ``name@version``; atomic, O(changes) rows written.
 
@@ -105,8 +114,14 @@ class DatasetBuilder:
         """
         from lakecore.datasets.version import DatasetVersionHandle
 
-        probe = DatasetVersion(dataset_name=self.name, version=version, catalog_version=0,
-                               message=message, author=author, metadata=dict(metadata or {}))
+        probe = DatasetVersion(
+            dataset_name=self.name,
+            version=version,
+            catalog_version=0,
+            message=message,
+            author=author,
+            metadata=dict(metadata or {}),
+        )
         for tag in tags:
             DatasetTag(dataset_name=self.name, tag=tag)
         parent_members = self.parent._members if self.parent else MEMBER_SCHEMA.empty_table()
@@ -139,100 +154,160 @@ class DatasetBuilder:
                 raise ValidationError(
                     f"row {bad}: datum {ids[bad].as_py()} is not in the dataset, cannot "
                     f"{'remove' if kind == 'remove' else 'set the split of'} it",
-                    row=bad, field="datum_ids",
+                    row=bad,
+                    field="datum_ids",
                 )
             hit = pc.is_in(current["datum_id"], value_set=ids)
             if kind == "remove":
                 current = current.filter(pc.invert(hit))
             else:
-                new_split = pc.if_else(hit, repeat(split, current.num_rows, pa.string()),
-                                       current["split"])
+                new_split = pc.if_else(
+                    hit, repeat(split, current.num_rows, pa.string()), current["split"]
+                )
                 current = current.set_column(1, "split", new_split)
         return current.sort_by("datum_id")
 
-    def _build(self, snap: Snapshot, probe: DatasetVersion, desired: pa.Table,
-               tags: Sequence[str], out: list[DatasetVersion]) -> list[Op]:
+    def _build(
+        self,
+        snap: Snapshot,
+        probe: DatasetVersion,
+        desired: pa.Table,
+        tags: Sequence[str],
+        out: list[DatasetVersion],
+    ) -> list[Op]:
         name = self.name
-        taken = snap.count("dataset_versions",
-                           f"dataset_name = {quote(name)} AND version = {quote(probe.version)}")
+        taken = snap.count(
+            "dataset_versions", f"dataset_name = {quote(name)} AND version = {quote(probe.version)}"
+        )
         if taken:
-            raise AlreadyExistsError(f"dataset version {name}@{probe.version} exists already; "
-                                     "pick another version string", ref=f"{name}@{probe.version}")
+            raise AlreadyExistsError(
+                f"dataset version {name}@{probe.version} exists already; "
+                "pick another version string",
+                ref=f"{name}@{probe.version}",
+            )
         ids = desired["datum_id"].combine_chunks()
-        datums = rows_where(snap, "datums", "datum_id", ids.to_pylist(),
-                            columns=["datum_id", "split", "assets"])
+        datums = rows_where(
+            snap, "datums", "datum_id", ids.to_pylist(), columns=["datum_id", "split", "assets"]
+        )
         missing = first(pc.invert(pc.is_in(ids, value_set=datums["datum_id"])))
         if missing is not None:
-            raise ValidationError(f"datum {ids[missing].as_py()} does not exist in the lake",
-                                  field="datum_ids", datum_id=ids[missing].as_py())
+            raise ValidationError(
+                f"datum {ids[missing].as_py()} does not exist in the lake",
+                field="datum_ids",
+                datum_id=ids[missing].as_py(),
+            )
         if self._sets:
             found = rows_where(snap, "annotation_sets", "set_id", self._sets, columns=["set_id"])
             lost = sorted(set(self._sets) - set(found["set_id"].to_pylist()))
             if lost:
                 raise ValidationError(f"annotation set(s) {lost} do not exist", field="set_ids")
-        head = snap.to_table("dataset_members", columns=["datum_id", "split"],
-                             filter=f"dataset_name = {quote(name)}")
+        head = snap.to_table(
+            "dataset_members", columns=["datum_id", "split"], filter=f"dataset_name = {quote(name)}"
+        )
         ops: list[Op] = []
         gone = pc.invert(pc.is_in(head["datum_id"], value_set=ids))
-        ops += delete_in("dataset_members", "member_id",
-                         [f"{name}/{d}" for d in head["datum_id"].filter(gone).to_pylist()])
+        ops += delete_in(
+            "dataset_members",
+            "member_id",
+            [f"{name}/{d}" for d in head["datum_id"].filter(gone).to_pylist()],
+        )
         pos = pc.index_in(ids, value_set=head["datum_id"])
         want, had = desired["split"], head["split"].take(pos)
-        same = pc.or_(pc.fill_null(pc.equal(want, had), False),
-                      pc.and_(pc.is_null(want), pc.is_null(had)))
+        same = pc.or_(
+            pc.fill_null(pc.equal(want, had), False), pc.and_(pc.is_null(want), pc.is_null(had))
+        )
         changed = pc.or_(pc.is_null(pos), pc.invert(same))
         upsert = desired.filter(changed)
         if upsert.num_rows:
             ids_up = upsert["datum_id"].combine_chunks()
             member_ids = pc.binary_join_element_wise(f"{name}/", ids_up, "")
-            ops.append(Upsert("dataset_members", pa.table({
-                "member_id": member_ids,
-                "dataset_name": repeat(name, len(ids_up), pa.string()),
-                "datum_id": ids_up, "split": upsert["split"]},
-                schema=layout(DatasetMember).schema)))
+            ops.append(
+                Upsert(
+                    "dataset_members",
+                    pa.table(
+                        {
+                            "member_id": member_ids,
+                            "dataset_name": repeat(name, len(ids_up), pa.string()),
+                            "datum_id": ids_up,
+                            "split": upsert["split"],
+                        },
+                        schema=layout(DatasetMember).schema,
+                    ),
+                )
+            )
         version_id = new_ids("dsv", 1)[0].as_py()
-        split = pc.coalesce(desired["split"], datums.take(
-            pc.index_in(ids, value_set=datums["datum_id"]))["split"])
+        split = pc.coalesce(
+            desired["split"], datums.take(pc.index_in(ids, value_set=datums["datum_id"]))["split"]
+        )
         vc = pc.value_counts(split)
-        splits = {str(k): int(v) for k, v in zip(vc.field("values").to_pylist(),
-                                                 vc.field("counts").to_pylist(), strict=True)}
-        rec = probe.model_copy(update={
-            "version_id": version_id, "catalog_version": snap.catalog_version + 1,
-            "parent_version_id": self.parent.record.version_id if self.parent else None,
-            "pins": {t: snap.pins[t] for t in READ_TABLES},
-            "datum_count": len(ids), "annotation_set_ids": list(self._sets),
-            "stats": {"splits": splits}})
+        splits = {
+            str(k): int(v)
+            for k, v in zip(
+                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+            )
+        }
+        rec = probe.model_copy(
+            update={
+                "version_id": version_id,
+                "catalog_version": snap.catalog_version + 1,
+                "parent_version_id": self.parent.record.version_id if self.parent else None,
+                "pins": {t: snap.pins[t] for t in READ_TABLES},
+                "datum_count": len(ids),
+                "annotation_set_ids": list(self._sets),
+                "stats": {"splits": splits},
+            }
+        )
         DatasetVersion.model_validate(rec.model_dump())
         out.append(rec)
         ops.append(Append("dataset_versions", to_arrow([rec], DatasetVersion)))
         if tags:
-            events = [DatasetTag(dataset_name=name, tag=t, version_id=version_id, by=rec.author)
-                      for t in tags]
+            events = [
+                DatasetTag(dataset_name=name, tag=t, version_id=version_id, by=rec.author)
+                for t in tags
+            ]
             ops.append(Append("dataset_tags", to_arrow(events, DatasetTag)))
         ops += self._retain(snap, datums, head, version_id)
         return ops
 
-    def _retain(self, snap: Snapshot, datums: pa.Table, head: pa.Table,
-                version_id: str) -> list[Op]:
+    def _retain(
+        self, snap: Snapshot, datums: pa.Table, head: pa.Table, version_id: str
+    ) -> list[Op]:
         """Pin the assets of datums new to the dataset so nothing deletes them (O(new datums))."""
         new = datums.filter(pc.invert(pc.is_in(datums["datum_id"], value_set=head["datum_id"])))
         if not new.num_rows:
             return []
         _, _, asset_ids = map_entries(new["assets"])
-        masks = rows_where(snap, "annotation_records", "datum_id",
-                           new["datum_id"].to_pylist(), columns=["mask_asset_id"])
-        ids = pc.unique(pa.concat_arrays([asset_ids.cast(pa.string()),
-                                          masks["mask_asset_id"].combine_chunks()
-                                          .cast(pa.string()).drop_null()]))
+        masks = rows_where(
+            snap,
+            "annotation_records",
+            "datum_id",
+            new["datum_id"].to_pylist(),
+            columns=["mask_asset_id"],
+        )
+        ids = pc.unique(
+            pa.concat_arrays(
+                [
+                    asset_ids.cast(pa.string()),
+                    masks["mask_asset_id"].combine_chunks().cast(pa.string()).drop_null(),
+                ]
+            )
+        )
         n = len(ids)
         schema = layout(AssetRetention).schema
-        table = pa.table({
-            "retention_id": new_ids("retention", n), "asset_id": ids,
-            "owner_type": repeat("dataset_version", n, pa.string()),
-            "owner_id": repeat(version_id, n, pa.string()),
-            "policy": repeat("retain", n, pa.string()), "expires_at": pa.nulls(n, schema.field(
-                "expires_at").type), "metadata": dump_json(None, n),
-            "created_at": now_array(n), "created_by": pa.nulls(n, pa.string())}, schema=schema)
+        table = pa.table(
+            {
+                "retention_id": new_ids("retention", n),
+                "asset_id": ids,
+                "owner_type": repeat("dataset_version", n, pa.string()),
+                "owner_id": repeat(version_id, n, pa.string()),
+                "policy": repeat("retain", n, pa.string()),
+                "expires_at": pa.nulls(n, schema.field("expires_at").type),
+                "metadata": dump_json(None, n),
+                "created_at": now_array(n),
+                "created_by": pa.nulls(n, pa.string()),
+            },
+            schema=schema,
+        )
         return [Append("asset_retentions", table)]
 
 

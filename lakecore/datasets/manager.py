@@ -34,7 +34,10 @@ class DatasetDiff:
     def summary(self) -> dict[str, Any]:
         """Counts, and per label (count in a, count in b, delta)."""
         return {
-            "a": self.a, "b": self.b, "added": len(self.added), "removed": len(self.removed),
+            "a": self.a,
+            "b": self.b,
+            "added": len(self.added),
+            "removed": len(self.removed),
             "changed": len(self.changed),
             "labels": {k: {"a": x, "b": y, "delta": y - x} for k, (x, y) in self.labels.items()},
         }
@@ -47,8 +50,9 @@ class Datasets:
         self._core = core
 
     # -- building ------------------------------------------------------------------------------
-    def builder(self, name: str, *, parent: str | DatasetVersionHandle | None = None
-                ) -> DatasetBuilder:
+    def builder(
+        self, name: str, *, parent: str | DatasetVersionHandle | None = None
+    ) -> DatasetBuilder:
         """Start a change set for dataset ``name``.
 
         Args:
@@ -69,20 +73,22 @@ class Datasets:
         return table.sort_by([("catalog_version", "ascending")])
 
     def _tag_events(self, name: str) -> pa.Table:
-        table = self._core.snapshot().to_table("dataset_tags",
-                                               filter=f"dataset_name = {quote(name)}")
+        table = self._core.snapshot().to_table(
+            "dataset_tags", filter=f"dataset_name = {quote(name)}"
+        )
         return table.sort_by([("at", "ascending")])
 
     def tags(self, name: str) -> dict[str, str]:
         """Current tags of a dataset: tag -> version string."""
         events = self._tag_events(name)
-        current: dict[str, str | None] = {}
-        for tag, vid in zip(events["tag"].to_pylist(), events["version_id"].to_pylist(),
-                            strict=True):
-            current[tag] = vid
+        # events are oldest first and dict() keeps the last value per tag
+        current = dict(
+            zip(events["tag"].to_pylist(), events["version_id"].to_pylist(), strict=True)
+        )
         records = self._records(name)
-        by_id = dict(zip(records["version_id"].to_pylist(), records["version"].to_pylist(),
-                         strict=True))
+        by_id = dict(
+            zip(records["version_id"].to_pylist(), records["version"].to_pylist(), strict=True)
+        )
         return {t: by_id[v] for t, v in current.items() if v is not None and v in by_id}
 
     def get(self, name: str, version: str = LATEST) -> DatasetVersionHandle:
@@ -104,7 +110,10 @@ class Datasets:
                     known = records["version"].to_pylist()[-10:]
                     raise VersionNotFoundError(
                         f"{name}@{version} does not exist (no such version or tag); "
-                        f"versions: {known}", dataset=name, version=version)
+                        f"versions: {known}",
+                        dataset=name,
+                        version=version,
+                    )
                 row = records.filter(pc.equal(records["version"], tagged))
         return DatasetVersionHandle(self._core, from_arrow(row, DatasetVersion)[0])
 
@@ -121,43 +130,90 @@ class Datasets:
         """One row per dataset: name, versions, latest version, its datum count and time."""
         records = self._records()
         if records.num_rows == 0:
-            return pa.table({"dataset_name": pa.array([], pa.string()),
-                             "versions": pa.array([], pa.int64()),
-                             "latest": pa.array([], pa.string()),
-                             "datum_count": pa.array([], pa.int64()),
-                             "created_at": pa.array([], records.schema.field("created_at").type)})
-        grouped = records.group_by("dataset_name", use_threads=False).aggregate([
-            ("version", "count"), ("version", "last"), ("datum_count", "last"),
-            ("created_at", "last")])
-        return pa.table({
-            "dataset_name": grouped["dataset_name"], "versions": grouped["version_count"],
-            "latest": grouped["version_last"], "datum_count": grouped["datum_count_last"],
-            "created_at": grouped["created_at_last"]}).sort_by("dataset_name")
+            return pa.table(
+                {
+                    "dataset_name": pa.array([], pa.string()),
+                    "versions": pa.array([], pa.int64()),
+                    "latest": pa.array([], pa.string()),
+                    "datum_count": pa.array([], pa.int64()),
+                    "created_at": pa.array([], records.schema.field("created_at").type),
+                }
+            )
+        grouped = records.group_by("dataset_name", use_threads=False).aggregate(
+            [
+                ("version", "count"),
+                ("version", "last"),
+                ("datum_count", "last"),
+                ("created_at", "last"),
+            ]
+        )
+        return pa.table(
+            {
+                "dataset_name": grouped["dataset_name"],
+                "versions": grouped["version_count"],
+                "latest": grouped["version_last"],
+                "datum_count": grouped["datum_count_last"],
+                "created_at": grouped["created_at_last"],
+            }
+        ).sort_by("dataset_name")
 
     def versions(self, name: str) -> pa.Table:
         """Every version of a dataset, oldest first."""
         return self._records(name).select(
-            ["version", "version_id", "parent_version_id", "datum_count", "message", "author",
-             "created_at", "catalog_version"])
+            [
+                "version",
+                "version_id",
+                "parent_version_id",
+                "datum_count",
+                "message",
+                "author",
+                "created_at",
+                "catalog_version",
+            ]
+        )
 
     def history(self, name: str) -> pa.Table:
         """Commits and tag moves of a dataset, oldest first: (at, event, version, tag, by)."""
         records = self._records(name)
         events = self._tag_events(name)
-        by_id = dict(zip(records["version_id"].to_pylist(), records["version"].to_pylist(),
-                         strict=True))
-        rows = [{"at": at, "event": "commit", "version": v, "tag": None, "by": by}
-                for at, v, by in zip(records["created_at"].to_pylist(),
-                                     records["version"].to_pylist(),
-                                     records["author"].to_pylist(), strict=True)]
-        rows += [{"at": at, "event": "tag" if vid else "untag", "version": by_id.get(vid),
-                  "tag": tag, "by": by}
-                 for at, tag, vid, by in zip(events["at"].to_pylist(), events["tag"].to_pylist(),
-                                             events["version_id"].to_pylist(),
-                                             events["by"].to_pylist(), strict=True)]
+        by_id = dict(
+            zip(records["version_id"].to_pylist(), records["version"].to_pylist(), strict=True)
+        )
+        rows = [
+            {"at": at, "event": "commit", "version": v, "tag": None, "by": by}
+            for at, v, by in zip(
+                records["created_at"].to_pylist(),
+                records["version"].to_pylist(),
+                records["author"].to_pylist(),
+                strict=True,
+            )
+        ]
+        rows += [
+            {
+                "at": at,
+                "event": "tag" if vid else "untag",
+                "version": by_id.get(vid),
+                "tag": tag,
+                "by": by,
+            }
+            for at, tag, vid, by in zip(
+                events["at"].to_pylist(),
+                events["tag"].to_pylist(),
+                events["version_id"].to_pylist(),
+                events["by"].to_pylist(),
+                strict=True,
+            )
+        ]
         rows.sort(key=lambda r: r["at"])
-        schema = pa.schema([("at", pa.timestamp("us", tz="UTC")), ("event", pa.string()),
-                            ("version", pa.string()), ("tag", pa.string()), ("by", pa.string())])
+        schema = pa.schema(
+            [
+                ("at", pa.timestamp("us", tz="UTC")),
+                ("event", pa.string()),
+                ("version", pa.string()),
+                ("tag", pa.string()),
+                ("by", pa.string()),
+            ]
+        )
         return pa.Table.from_pylist(rows, schema=schema)
 
     # -- tags ----------------------------------------------------------------------------------
@@ -166,8 +222,10 @@ class Datasets:
         target = self.get(name, version)
         event = DatasetTag(dataset_name=name, tag=tag, version_id=target.record.version_id, by=by)
         self._check_tag(name, tag)
-        self._core.commit([Append("dataset_tags", to_arrow([event], DatasetTag))],
-                          message=f"tag {name}:{tag} -> {target.version}")
+        self._core.commit(
+            [Append("dataset_tags", to_arrow([event], DatasetTag))],
+            message=f"tag {name}:{tag} -> {target.version}",
+        )
         return event
 
     def untag(self, name: str, tag: str, *, by: str | None = None) -> None:
@@ -175,14 +233,16 @@ class Datasets:
         if tag not in self.tags(name):
             raise VersionNotFoundError(f"{name} has no tag {tag!r}", dataset=name, tag=tag)
         event = DatasetTag(dataset_name=name, tag=tag, version_id=None, by=by)
-        self._core.commit([Append("dataset_tags", to_arrow([event], DatasetTag))],
-                          message=f"untag {name}:{tag}")
+        self._core.commit(
+            [Append("dataset_tags", to_arrow([event], DatasetTag))], message=f"untag {name}:{tag}"
+        )
 
     def _check_tag(self, name: str, tag: str) -> None:
         records = self._records(name)
         if tag in records["version"].to_pylist():
-            raise ValidationError(f"{tag!r} is a version of {name}; a tag needs another name",
-                                  field="tag")
+            raise ValidationError(
+                f"{tag!r} is a version of {name}; a tag needs another name", field="tag"
+            )
 
     # -- diff ----------------------------------------------------------------------------------
     def diff(self, a: str | DatasetVersionHandle, b: str | DatasetVersionHandle) -> DatasetDiff:
@@ -195,8 +255,11 @@ class Datasets:
         ta, tb = va.to_arrow(columns=cols), vb.to_arrow(columns=cols)
         in_a = pc.is_in(tb["datum_id"], value_set=ta["datum_id"])
         added = tb["datum_id"].filter(pc.invert(in_a)).to_pylist()
-        removed = ta["datum_id"].filter(pc.invert(pc.is_in(ta["datum_id"],
-                                                           value_set=tb["datum_id"]))).to_pylist()
+        removed = (
+            ta["datum_id"]
+            .filter(pc.invert(pc.is_in(ta["datum_id"], value_set=tb["datum_id"])))
+            .to_pylist()
+        )
         both = tb.filter(in_a)
         old = ta.take(pc.index_in(both["datum_id"], value_set=ta["datum_id"]))
         same = pc.equal(_row_key(old), _row_key(both))
@@ -206,8 +269,9 @@ class Datasets:
         # datums whose annotation records were added or removed between the two versions
         cols = ["annotation_id", "datum_id"]
         ra, rb = va.annotations(columns=cols), vb.annotations(columns=cols)
-        ka, kb = (pc.binary_join_element_wise(t["datum_id"], t["annotation_id"], "/")
-                  for t in (ra, rb))
+        ka, kb = (
+            pc.binary_join_element_wise(t["datum_id"], t["annotation_id"], "/") for t in (ra, rb)
+        )
         only_a = ra["datum_id"].filter(pc.invert(pc.is_in(ka, value_set=kb)))
         only_b = rb["datum_id"].filter(pc.invert(pc.is_in(kb, value_set=ka)))
         touched = set(only_a.drop_null().to_pylist()) | set(only_b.drop_null().to_pylist())
@@ -225,11 +289,15 @@ class Datasets:
 
 def _row_key(table: pa.Table) -> pa.Array:
     """A string per row that changes whenever split, roles or metadata change."""
-    roles = pc.cast(table["assets"], pa.list_(pa.struct([("key", pa.string()),
-                                                        ("value", pa.string())])))
+    roles = pc.cast(
+        table["assets"], pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
+    )
     flat = pc.binary_join_element_wise(
-        pc.fill_null(table["split"], "\x00"), pc.fill_null(table["metadata"], "\x00"),
-        pc.fill_null(pc.cast(pc.list_value_length(roles), pa.string()), "0"), "\x1f")
+        pc.fill_null(table["split"], "\x00"),
+        pc.fill_null(table["metadata"], "\x00"),
+        pc.fill_null(pc.cast(pc.list_value_length(roles), pa.string()), "0"),
+        "\x1f",
+    )
     return pc.binary_join_element_wise(flat, _roles_text(roles), "\x1f")
 
 

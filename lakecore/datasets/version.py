@@ -78,7 +78,8 @@ class DatasetVersionHandle:
     @cached_property
     def _members(self) -> pa.Table:
         table = self.snapshot.to_table(
-            "dataset_members", columns=["datum_id", "split"],
+            "dataset_members",
+            columns=["datum_id", "split"],
             filter=f"dataset_name = {quote(self.name)}",
         )
         return table.sort_by("datum_id")
@@ -148,8 +149,9 @@ class DatasetVersionHandle:
                 assert doc["v"] == self.record.version_id
                 last = str(doc["last"])
             except (ValueError, KeyError, AssertionError, TypeError):
-                raise ValidationError(f"cursor does not belong to {self.ref}",
-                                      field="cursor") from None
+                raise ValidationError(
+                    f"cursor does not belong to {self.ref}", field="cursor"
+                ) from None
             start = int(pc.sum(pc.less_equal(members["datum_id"], last)).as_py() or 0)
         chunk = members.slice(start, limit)
         nxt = None
@@ -174,8 +176,11 @@ class DatasetVersionHandle:
         ds = self.snapshot.dataset("annotation_records")
         sets = self.record.annotation_set_ids
         flt = in_filter("set_id", sets) if sets else None
-        table = ds.to_table(columns=columns, filter=flt) if columns is None or (
-            {"datum_id", "asset_id"} <= set(columns)) else ds.to_table(filter=flt)
+        table = (
+            ds.to_table(columns=columns, filter=flt)
+            if columns is None or ({"datum_id", "asset_id"} <= set(columns))
+            else ds.to_table(filter=flt)
+        )
         members = self._members["datum_id"]
         keep = pc.or_kleene(
             pc.fill_null(pc.is_in(table["datum_id"], value_set=members), False),
@@ -222,8 +227,12 @@ class DatasetVersionHandle:
 
         def counts(arr: pa.ChunkedArray) -> dict[str, int]:
             vc = pc.value_counts(arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type))
-            return {str(k): int(v) for k, v in zip(vc.field("values").to_pylist(),
-                                                   vc.field("counts").to_pylist(), strict=True)}
+            return {
+                str(k): int(v)
+                for k, v in zip(
+                    vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+                )
+            }
 
         return {
             "datums": members.num_rows,

@@ -10,6 +10,7 @@ highest generation; whoever creates generation ``n + 1`` (create-if-absent: ``O_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -128,10 +129,8 @@ class Lease:
     def _prune(self, gens: list[int]) -> None:
         old = gens[:-_KEEP_GENERATIONS]
         if old:
-            try:
+            with contextlib.suppress(OSError):  # pruning is best effort
                 self._fs.rm([self._path(g) for g in old])
-            except OSError:
-                pass  # pruning is best effort
 
     def __enter__(self) -> Lease:
         self.acquire()

@@ -86,7 +86,9 @@ def filesystem(location: LakeUri, options: StorageOptions | None) -> fsspec.Abst
     if location.scheme == "s3":
         return fsspec.filesystem("s3", **_s3_kwargs(opts))
     if location.scheme == "gs":
-        kwargs = {"token": opts["google_service_account"]} if "google_service_account" in opts else {}
+        kwargs = (
+            {"token": opts["google_service_account"]} if "google_service_account" in opts else {}
+        )
         return _optional("gs", "gcsfs", kwargs)
     kwargs = {k: opts[k] for k in ("account_name", "account_key") if k in opts}
     return _optional(location.scheme, "adlfs", kwargs)

@@ -217,6 +217,11 @@ class _BlobMount:
                 self._ds = lance.dataset(self.table_uri, storage_options=self._lopts)
         return self._ds
 
+    def refresh(self) -> None:
+        """Re-read the blob table and bring the sha256 index up to date (drops removed rows)."""
+        with storage_errors("indexing the payload table"):
+            self._index.update(self.dataset(refresh=True))
+
     def _rowids(self, shas: Sequence[str]) -> dict[str, int]:
         """Map sha256 -> stable row id through the in-memory index (refreshed on a miss)."""
         wanted = list(dict.fromkeys(shas))
@@ -270,7 +275,7 @@ class _BlobMount:
     def _object_path(self, ref: StorageRef) -> str:
         return f"{self.objects.uri}/{ref.key.removeprefix('objects/')}"
 
-    def read_many(self, refs: Sequence[StorageRef]) -> list[bytes]:
+    def read_many(self, refs: Sequence[StorageRef], _retry: bool = False) -> list[bytes]:
         blob_refs = [r for r in refs if r.key.startswith("blob/")]
         ids = self._rowids([r.sha256 for r in blob_refs]) if blob_refs else {}
         missing = [r.qualified_key for r in blob_refs if r.sha256 not in ids]
@@ -285,6 +290,9 @@ class _BlobMount:
                     if data is not None:
                         by_id[rowid] = data
         gone = [r.qualified_key for r in blob_refs if ids[r.sha256] not in by_id]
+        if gone and not _retry:  # the index may predate a gc: refresh once and read again
+            self.refresh()
+            return self.read_many(refs, _retry=True)
         if gone:
             raise ObjectNotFoundError(f"payload(s) were removed: {gone[:5]}", missing=gone)
         out = []
@@ -311,6 +319,8 @@ class _BlobMount:
 
     def exists_many(self, refs: Sequence[StorageRef]) -> list[bool]:
         blob = [r.sha256 for r in refs if r.key.startswith("blob/")]
+        if blob:  # an authoritative answer: see payloads gc may have removed since
+            self.refresh()
         ids = self._rowids(blob) if blob else {}
         out = []
         for ref in refs:
@@ -365,7 +375,9 @@ class _FolderMount:
             if self.fs.exists(final):
                 self.fs.rm(tmp)
                 if key.startswith("by-sha256/"):
-                    return StorageRef.model_construct(mount=self.name, key=key, sha256=sha, size=size)
+                    return StorageRef.model_construct(
+                        mount=self.name, key=key, sha256=sha, size=size
+                    )
                 existing = self.hash(key)
                 if existing.sha256 != sha:
                     raise PreconditionFailedError(
@@ -386,7 +398,9 @@ class _FolderMount:
             while chunk := f.read(CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
-        return StorageRef.model_construct(mount=self.name, key=key, sha256=digest.hexdigest(), size=size)
+        return StorageRef.model_construct(
+            mount=self.name, key=key, sha256=digest.hexdigest(), size=size
+        )
 
     def read_many(self, refs: Sequence[StorageRef]) -> list[bytes]:
         with storage_errors(f"reading from mount {self.name!r}"):

@@ -19,7 +19,17 @@ from lance.dataset import LanceOperation
 from lakecore.errors import SchemaError
 from lakecore.tables.store import TableStore
 
-__all__ = ["Append", "Delete", "Op", "Reindex", "Upsert", "apply_op", "conform", "prewrite"]
+__all__ = [
+    "Append",
+    "Compact",
+    "Delete",
+    "Op",
+    "Reindex",
+    "Upsert",
+    "apply_op",
+    "conform",
+    "prewrite",
+]
 
 REINDEX_ROWS = 100_000
 """Unindexed rows in a table above which a commit also folds them into its indices."""
@@ -57,7 +67,14 @@ class Reindex:
     table: str
 
 
-Op = Append | Upsert | Delete | Reindex
+@dataclass
+class Compact:
+    """Rewrite a table's small fragments into fewer large ones (content unchanged)."""
+
+    table: str
+
+
+Op = Append | Upsert | Delete | Reindex | Compact
 
 
 def conform(store: TableStore, name: str, data: pa.Table) -> pa.Table:
@@ -137,5 +154,18 @@ def apply_op(store: TableStore, op: Op, read_version: int) -> int:
     if isinstance(op, Delete):
         ds.delete(op.predicate)
         return int(ds.version)
+    if isinstance(op, Compact):
+        return apply_compact(store, op, read_version)
     ds.optimize.optimize_indices()
+    return int(ds.version)
+
+
+COMPACT_FRAGMENTS = 16
+"""A table with more fragments than this is worth compacting."""
+
+
+def apply_compact(store: TableStore, op: Compact, read_version: int) -> int:
+    """Compact on top of ``read_version``; returns the same version when nothing was done."""
+    ds = lance.dataset(store.uri(op.table), version=read_version, storage_options=store.options)
+    ds.optimize.compact_files()
     return int(ds.version)
