@@ -76,3 +76,21 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(),
         console=err_console,
     )
+
+
+def print_table(table: Any, *, title: str | None = None, limit: int = 50) -> None:
+    """Render (the first ``limit`` rows of) an Arrow table with rich."""
+    from rich.table import Table
+
+    shown = table.slice(0, limit)
+    out = Table(*shown.column_names, title=title)
+    for row in shown.to_pylist():
+        out.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(out)
+    if table.num_rows > limit:
+        console.print(f"… {table.num_rows - limit} more rows (use --limit or --json)")
+
+
+def rows(table: Any) -> list[dict[str, Any]]:
+    """An Arrow table as JSON-ready rows."""
+    return table.to_pylist()  # type: ignore[no-any-return]

@@ -19,6 +19,10 @@ from lakecore.cli._common import (
     open_lake,
     progress_bar,
 )
+from lakecore.cli.datasets import datasets_app
+from lakecore.cli.datasets import gc as gc_command
+from lakecore.cli.entities import alias_app, assets_app
+from lakecore.cli.entities import summary as summary_command
 from lakecore.errors import LakecoreError
 
 app = typer.Typer(
@@ -109,6 +113,13 @@ def get(
         while chunk := src.read(8 << 20):
             dst.write(chunk)
     console.print(f"wrote {out}")
+
+
+app.command("summary")(summary_command)
+app.command("gc")(gc_command)
+app.add_typer(assets_app, name="assets")
+app.add_typer(alias_app, name="alias")
+app.add_typer(datasets_app, name="datasets")
 
 
 def main() -> None:
