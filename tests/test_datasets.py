@@ -67,7 +67,8 @@ def test_build_resolve_and_read(lake):
     table = v1.to_arrow()
     assert table.column_names == ["datum_id", "split", "assets", "metadata", "created_at"]
     assert sorted(table["datum_id"].to_pylist()) == sorted(dids[:8])
-    assert table["datum_id"].to_pylist() == sorted(dids[:8])  # stable order: by datum id
+    again = lake.datasets.get("shapes", "1.0.0").to_arrow()  # the same order on every read
+    assert again["datum_id"].to_pylist() == table["datum_id"].to_pylist()
     v2 = (
         lake.datasets.builder("shapes", parent="latest")
         .add(dids[8:], split="test")
@@ -111,7 +112,9 @@ def test_build_resolve_and_read(lake):
         cursor = page.next_cursor
         if cursor is None:
             break
-    assert seen == sorted(dids[2:])
+    assert sorted(seen) == sorted(dids[2:]) and len(seen) == len(set(seen))
+    with pytest.raises(ValidationError, match="cursor"):
+        v1.page(page.next_cursor or v2.page(limit=4).next_cursor)
     diff = lake.datasets.diff("shapes@1.0.0", "shapes@1.1.0")
     assert sorted(diff.added) == sorted(dids[8:]) and sorted(diff.removed) == sorted(dids[:2])
     assert sorted(diff.changed) == sorted(dids[2:4])  # split changed
@@ -266,3 +269,14 @@ def test_from_a_query_and_another_dataset(lake):
     assert sub.record.datum_count == 1
     with pytest.raises(ValidationError, match="not in the dataset"):
         lake.datasets.builder("derived", parent="latest").set_split([dids[1]], "x").commit("2")
+
+
+def test_datum_in_a_dataset_cannot_be_deleted(lake):
+    _, dids, _ = populate(lake, n=3)
+    lake.annotations.delete(lake.annotations.table(columns=["annotation_id"])["annotation_id"])
+    lake.datasets.builder("s").add(dids[:2]).commit("1")
+    with pytest.raises(InUseError, match="dataset s"):
+        lake.datums.delete([dids[0]])
+    lake.datasets.builder("s", parent="latest").remove(dids[:1]).commit("2")
+    lake.datums.delete([dids[0]])  # no longer held by the current membership
+    assert lake.datasets.get("s", "1").to_arrow().num_rows == 2  # version 1 still reads it

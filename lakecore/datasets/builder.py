@@ -181,20 +181,9 @@ class DatasetBuilder:
         )
         if taken:
             raise AlreadyExistsError(
-                f"dataset version {name}@{probe.version} exists already; "
-                "pick another version string",
+                f"dataset version {name}@{probe.version} exists already; pick another version "
+                "string",
                 ref=f"{name}@{probe.version}",
-            )
-        ids = desired["datum_id"].combine_chunks()
-        datums = rows_where(
-            snap, "datums", "datum_id", ids.to_pylist(), columns=["datum_id", "split", "assets"]
-        )
-        missing = first(pc.invert(pc.is_in(ids, value_set=datums["datum_id"])))
-        if missing is not None:
-            raise ValidationError(
-                f"datum {ids[missing].as_py()} does not exist in the lake",
-                field="datum_ids",
-                datum_id=ids[missing].as_py(),
             )
         if self._sets:
             found = rows_where(snap, "annotation_sets", "set_id", self._sets, columns=["set_id"])
@@ -204,6 +193,8 @@ class DatasetBuilder:
         head = snap.to_table(
             "dataset_members", columns=["datum_id", "split"], filter=f"dataset_name = {quote(name)}"
         )
+        desired, datums = self._resolve(snap, desired, head)
+        ids = desired["datum_id"].combine_chunks()
         ops: list[Op] = []
         gone = pc.invert(pc.is_in(head["datum_id"], value_set=ids))
         ops += delete_in(
@@ -212,34 +203,23 @@ class DatasetBuilder:
             [f"{name}/{d}" for d in head["datum_id"].filter(gone).to_pylist()],
         )
         pos = pc.index_in(ids, value_set=head["datum_id"])
-        want, had = desired["split"], head["split"].take(pos)
-        same = pc.or_(
-            pc.fill_null(pc.equal(want, had), False), pc.and_(pc.is_null(want), pc.is_null(had))
-        )
-        changed = pc.or_(pc.is_null(pos), pc.invert(same))
-        upsert = desired.filter(changed)
+        same = pc.fill_null(pc.equal(desired["split"], head["split"].take(pos)), False)
+        both_null = pc.and_(pc.is_null(desired["split"]), pc.is_null(head["split"].take(pos)))
+        upsert = desired.filter(pc.or_(pc.is_null(pos), pc.invert(pc.or_(same, both_null))))
         if upsert.num_rows:
             ids_up = upsert["datum_id"].combine_chunks()
-            member_ids = pc.binary_join_element_wise(f"{name}/", ids_up, "")
-            ops.append(
-                Upsert(
-                    "dataset_members",
-                    pa.table(
-                        {
-                            "member_id": member_ids,
-                            "dataset_name": repeat(name, len(ids_up), pa.string()),
-                            "datum_id": ids_up,
-                            "split": upsert["split"],
-                        },
-                        schema=layout(DatasetMember).schema,
-                    ),
-                )
+            rows = pa.table(
+                {
+                    "member_id": pc.binary_join_element_wise(f"{name}/", ids_up, ""),
+                    "dataset_name": repeat(name, len(ids_up), pa.string()),
+                    "datum_id": ids_up,
+                    "split": upsert["split"],
+                },
+                schema=layout(DatasetMember).schema,
             )
+            ops.append(Upsert("dataset_members", rows))
         version_id = new_ids("dsv", 1)[0].as_py()
-        split = pc.coalesce(
-            desired["split"], datums.take(pc.index_in(ids, value_set=datums["datum_id"]))["split"]
-        )
-        vc = pc.value_counts(split)
+        vc = pc.value_counts(desired["split"].combine_chunks())
         splits = {
             str(k): int(v)
             for k, v in zip(
@@ -268,6 +248,34 @@ class DatasetBuilder:
             ops.append(Append("dataset_tags", to_arrow(events, DatasetTag)))
         ops += self._retain(snap, datums, head, version_id)
         return ops
+
+    def _resolve(
+        self, snap: Snapshot, desired: pa.Table, head: pa.Table
+    ) -> tuple[pa.Table, pa.Table]:
+        """Check that datums new to the dataset exist; fill unset splits from the datums.
+
+        Datums in the dataset's current membership exist (a datum cannot be deleted while a
+        dataset holds it), so only the changes are looked up. The effective split is stored in
+        the membership row, so a version's splits never change afterwards.
+        """
+        ids = desired["datum_id"].combine_chunks()
+        look = pc.or_(
+            pc.invert(pc.is_in(ids, value_set=head["datum_id"])), pc.is_null(desired["split"])
+        )
+        wanted = ids.filter(look)
+        datums = rows_where(
+            snap, "datums", "datum_id", wanted.to_pylist(), columns=["datum_id", "split", "assets"]
+        )
+        missing = first(pc.invert(pc.is_in(wanted, value_set=datums["datum_id"])))
+        if missing is not None:
+            raise ValidationError(
+                f"datum {wanted[missing].as_py()} does not exist in the lake",
+                field="datum_ids",
+                datum_id=wanted[missing].as_py(),
+            )
+        own = datums["split"].take(pc.index_in(ids, value_set=datums["datum_id"]))
+        split = pc.coalesce(desired["split"], own)
+        return desired.set_column(1, "split", split), datums
 
     def _retain(
         self, snap: Snapshot, datums: pa.Table, head: pa.Table, version_id: str

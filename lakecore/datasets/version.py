@@ -77,17 +77,16 @@ class DatasetVersionHandle:
     # -- members and datums --------------------------------------------------------------------
     @cached_property
     def _members(self) -> pa.Table:
-        table = self.snapshot.to_table(
+        # The effective split is stored in the membership row at commit time.
+        return self.snapshot.to_table(
             "dataset_members",
             columns=["datum_id", "split"],
             filter=f"dataset_name = {quote(self.name)}",
         )
-        return table.sort_by("datum_id")
 
     def members(self) -> pa.Table:
-        """``(datum_id, split)`` of every datum in the version, by datum id (split as the
-        version sets it, else the datum's own)."""
-        return self.to_arrow(columns=["datum_id", "split"])
+        """``(datum_id, split)`` of every datum in the version."""
+        return self._members
 
     def _datums(self, ids: pa.Array, columns: Sequence[str] | None = None) -> pa.Table:
         ds = self.snapshot.dataset("datums")
@@ -98,21 +97,25 @@ class DatasetVersionHandle:
 
     def _join(self, members: pa.Table, columns: Sequence[str] | None) -> pa.Table:
         wanted = list(columns or DATUM_COLUMNS)
-        read = list(dict.fromkeys(["datum_id", "split", *wanted]))
-        datums = self._datums(members["datum_id"].combine_chunks(), read)
-        # one row per member, in member order: index of each member in the datums rows
-        pos = pc.index_in(members["datum_id"], value_set=datums["datum_id"])
-        if pos.null_count:
+        read = list(dict.fromkeys(["datum_id", *(c for c in wanted if c != "split")]))
+        ids = members["datum_id"].combine_chunks()
+        datums = self._datums(ids, read)
+        if datums.num_rows != len(ids):
             raise NotFoundError(f"{self.ref}: datums missing at the pinned version")
-        rows = datums.take(pos)
-        split = pc.coalesce(members["split"], rows["split"])
-        out = {c: (split if c == "split" else rows[c]) for c in wanted}
+        out: dict[str, Any] = {}
+        for c in wanted:
+            if c == "split":
+                pos = pc.index_in(datums["datum_id"], value_set=ids)
+                out[c] = members["split"].combine_chunks().take(pos)
+            else:
+                out[c] = datums[c]
         return pa.table(out)
 
     def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
         """One row per datum: ``datum_id, split, assets (role -> asset id), metadata, created_at``.
 
-        Annotations are a second table: :meth:`annotations` (one row per record).
+        Rows come in the version's own order, the same on every read. Annotations are a second
+        table: :meth:`annotations` (one row per record).
         """
         return self._join(self._members, columns)
 
@@ -134,32 +137,30 @@ class DatasetVersionHandle:
         return pl.from_arrow(self.to_arrow())  # type: ignore[return-value]
 
     def head(self, n: int = 10) -> pa.Table:
-        """The first ``n`` datums (by datum id)."""
+        """The first ``n`` datums."""
         return self._join(self._members.slice(0, n), None)
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
-        """A page of datums in datum-id order; the cursor stays valid forever (immutable)."""
+        """A page of datums; the cursor stays valid forever (the version never changes)."""
         if not 1 <= limit <= 10_000:
             raise ValidationError("limit must be within 1..10000", field="limit")
-        members = self._members
         start = 0
         if cursor is not None:
             try:
                 doc = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=="))
-                assert doc["v"] == self.record.version_id
-                last = str(doc["last"])
-            except (ValueError, KeyError, AssertionError, TypeError):
+                if doc["v"] != self.record.version_id:
+                    raise ValueError(doc["v"])
+                start = int(doc["at"])
+            except (ValueError, KeyError, TypeError):
                 raise ValidationError(
                     f"cursor does not belong to {self.ref}", field="cursor"
                 ) from None
-            start = int(pc.sum(pc.less_equal(members["datum_id"], last)).as_py() or 0)
-        chunk = members.slice(start, limit)
+        members = self._members
         nxt = None
         if start + limit < members.num_rows:
-            last_id = chunk["datum_id"][-1].as_py()
-            raw = json.dumps({"v": self.record.version_id, "last": last_id}).encode()
+            raw = json.dumps({"v": self.record.version_id, "at": start + limit}).encode()
             nxt = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-        return Page(self._join(chunk, None), nxt)
+        return Page(self._join(members.slice(start, limit), None), nxt)
 
     # -- annotations, assets, payloads ---------------------------------------------------------
     def _asset_ids(self, datums: pa.Table | None = None) -> pa.Array:

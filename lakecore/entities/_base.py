@@ -87,6 +87,13 @@ def rows_where(
     """Rows of ``table`` whose ``column`` is in ``values`` (uses the column's scalar index)."""
     vals = list(dict.fromkeys(values))
     ds = snapshot.dataset(table)
+    # An indexed IN lookup costs ~6 us per value, reading the key column ~0.16 us per row
+    # (measured): past the break-even, scan the column once and filter with a hash set.
+    if len(vals) > 256 and len(vals) * 40 > ds.count_rows():
+        cols = None if columns is None else list(dict.fromkeys([*columns, column]))
+        table_ = ds.to_table(columns=cols)
+        out = table_.filter(pc.is_in(table_[column], value_set=pa.array(vals)))
+        return out if columns is None else out.select(list(columns))
     parts = [
         ds.to_table(columns=columns, filter=in_filter(column, vals[i : i + chunk]))
         for i in range(0, len(vals), chunk)

@@ -85,13 +85,16 @@ def id_array(values: str | Iterable[str] | pa.Array | pa.ChunkedArray, field: st
     if isinstance(values, str):
         values = [values]
     elif isinstance(values, bytes | dict):
-        raise ValidationError(f"{field}: expected ids (str or a sequence of str), "
-                              f"got {type(values).__name__}", field=field)
+        raise ValidationError(
+            f"{field}: expected ids (str or a sequence of str), got {type(values).__name__}",
+            field=field,
+        )
     arr = _as_array(values, field, pa.string())
     bad = first(pc.or_kleene(pc.is_null(arr), pc.equal(pc.utf8_trim_whitespace(arr), "")))
     if bad is not None:
-        raise ValidationError(f"{field}[{bad}] is empty or null; pass a non-blank id",
-                              row=bad, field=field)
+        raise ValidationError(
+            f"{field}[{bad}] is empty or null; pass a non-blank id", row=bad, field=field
+        )
     return arr
 
 
@@ -102,21 +105,33 @@ def one_id(value: object, field: str) -> str:
     return value
 
 
-def check_regex(values: pa.Array, pattern: str, field: str, hint: str,
-                rows: pa.Array | None = None, *, match: bool = True) -> None:
+def check_regex(
+    values: pa.Array,
+    pattern: str,
+    field: str,
+    hint: str,
+    rows: pa.Array | None = None,
+    *,
+    match: bool = True,
+) -> None:
     """Refuse the first non-null value that does not match (or, ``match=False``, matches)."""
     hit = pc.match_substring_regex(values, pattern)
     bad = first(pc.invert(hit) if match else hit)
     if bad is not None:
         row = bad if rows is None else rows[bad].as_py()
-        raise ValidationError(f"row {row}: {field} {values[bad].as_py()!r} is invalid; {hint}",
-                              row=row, field=field)
+        raise ValidationError(
+            f"row {row}: {field} {values[bad].as_py()!r} is invalid; {hint}", row=row, field=field
+        )
 
 
 def check_split(values: pa.Array, field: str = "split") -> None:
     """Splits: ``[A-Za-z0-9_.-]{1,64}`` (nulls allowed)."""
-    check_regex(values, SPLIT_RE, field, "use 1-64 characters from A-Z, a-z, 0-9, '_', '.', "
-                "'-' (e.g. 'train', 'val')")
+    check_regex(
+        values,
+        SPLIT_RE,
+        field,
+        "use 1-64 characters from A-Z, a-z, 0-9, '_', '.', '-' (e.g. 'train', 'val')",
+    )
 
 
 def duplicate_mask(values: pa.Array) -> pa.Array:
@@ -164,7 +179,8 @@ def check_json_strings(values: pa.Array, field: str = "metadata") -> None:
             raise ValidationError(
                 f"row {row}: {field} {text[:80]!r} is not a JSON object with finite numbers; "
                 "pass e.g. '{\"k\": 1}'",
-                row=row, field=field,
+                row=row,
+                field=field,
             )
 
 
@@ -181,14 +197,17 @@ def dump_json(values: Sequence[Any] | None, n: int, field: str = "metadata") -> 
 def _dump_one(value: Any, row: int | None, field: str) -> str:
     where = f"row {row}: " if row is not None else ""
     if not isinstance(value, dict):
-        raise ValidationError(f"{where}{field} must be a dict, got {type(value).__name__}",
-                              row=row, field=field)
+        raise ValidationError(
+            f"{where}{field} must be a dict, got {type(value).__name__}", row=row, field=field
+        )
     try:
         return json.dumps(value, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(
             f"{where}{field} is not JSON-serialisable ({exc}); use only str, int, float, bool, "
-            "None, list and dict", row=row, field=field,
+            "None, list and dict",
+            row=row,
+            field=field,
         ) from exc
 
 
@@ -196,16 +215,23 @@ def map_entries(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array, pa
     """(parent row, key, value) of every entry of a ``map<string,string>`` array."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type)
-    entries = pa.struct([pa.field("key", pa.string(), nullable=False),
-                         pa.field("value", pa.string())])
+    entries = pa.struct(
+        [pa.field("key", pa.string(), nullable=False), pa.field("value", pa.string())]
+    )
     as_list = arr.cast(pa.list_(pa.field("entries", entries, nullable=False)))
     flat = as_list.flatten()
     return pc.list_parent_indices(as_list), flat.field("key"), flat.field("value")
 
 
-def require_rows(snap: Snapshot, table: str, column: str, ids: pa.Array,
-                 error: type[NotFoundError], what: str,
-                 columns: Sequence[str] | None = None) -> pa.Table:
+def require_rows(
+    snap: Snapshot,
+    table: str,
+    column: str,
+    ids: pa.Array,
+    error: type[NotFoundError],
+    what: str,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
     """Rows whose ``column`` is in ``ids``; raise ``error`` naming the ids that have none."""
     unique = pc.unique(ids)
     found = rows_where(snap, table, column, unique.to_pylist(), columns=columns)
@@ -227,7 +253,9 @@ def delete_in(table: str, column: str, values: Iterable[Any]) -> list[Op]:
     from lakecore.tables.write import Delete
 
     vals = list(dict.fromkeys(values))
-    return [Delete(table, in_filter(column, vals[i:i + LIMIT])) for i in range(0, len(vals), LIMIT)]
+    return [
+        Delete(table, in_filter(column, vals[i : i + LIMIT])) for i in range(0, len(vals), LIMIT)
+    ]
 
 
 def check_one_split(split: Any) -> str | None:
@@ -235,8 +263,7 @@ def check_one_split(split: Any) -> str | None:
     if split is None:
         return None
     if not isinstance(split, str):
-        raise ValidationError(f"split must be a string, got {type(split).__name__}",
-                              field="split")
+        raise ValidationError(f"split must be a string, got {type(split).__name__}", field="split")
     try:
         return schema_split(split)
     except ValueError as exc:
@@ -246,8 +273,9 @@ def check_one_split(split: Any) -> str | None:
 def check_by(by: Any, field: str = "by") -> str | None:
     """A "who did it" argument: a string or None."""
     if by is not None and not isinstance(by, str):
-        raise ValidationError(f"{field} must be a string or None, got {type(by).__name__}",
-                              field=field)
+        raise ValidationError(
+            f"{field} must be a string or None, got {type(by).__name__}", field=field
+        )
     return by
 
 

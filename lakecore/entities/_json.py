@@ -20,12 +20,14 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = ["JsonColumn", "JsonView", "json_object_mask", "pointer", "struct_to_json"]
 
@@ -35,7 +37,7 @@ _SUSPECT = r"(?i)[:\[,]\s*-?(nan|inf)|,\s*[}\]]|[0-9.][eE]\+?[0-9]{3}"
 """Strings DuckDB may accept but Python's json (or our finiteness rule) would not."""
 
 
-_db: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_db: tuple[int, duckdb.DuckDBPyConnection] | None = None  # imported lazily: import lakecore stays light
 _db_lock = threading.Lock()
 
 
@@ -45,6 +47,8 @@ def _cursor() -> duckdb.DuckDBPyConnection:
     global _db
     with _db_lock:
         if _db is None or _db[0] != os.getpid():
+            import duckdb
+
             _db = (os.getpid(), duckdb.connect())
         return _db[1].cursor()
 

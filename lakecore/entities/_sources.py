@@ -27,12 +27,22 @@ HEAD = 64 * 1024
 """Bytes read from the start of a payload to find its media type and image size."""
 
 _MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"), (b"II*\x00", "image/tiff"),
-    (b"MM\x00*", "image/tiff"), (b"%PDF-", "application/pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+    (b"%PDF-", "application/pdf"),
 )
-_PIL_FORMAT = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF",
-               "image/webp": "WEBP", "image/tiff": "TIFF", "image/bmp": "BMP"}
+_PIL_FORMAT = {
+    "image/png": "PNG",
+    "image/jpeg": "JPEG",
+    "image/gif": "GIF",
+    "image/webp": "WEBP",
+    "image/tiff": "TIFF",
+    "image/bmp": "BMP",
+}
 
 
 def _magic(head: bytes) -> str | None:
@@ -116,5 +126,9 @@ def stage(core: LakeCore, source: Any, row: int) -> tuple[Any, bytes, str | None
         head = source.read(HEAD)
         name = getattr(source, "name", None)
         return _Prefixed(head, source), head, name if isinstance(name, str) else None
-    raise ValidationError(f"sources[{row}] is a {type(source).__name__}; pass bytes, a path, a "
-                          "binary stream or a StorageRef", row=row, field="sources")
+    raise ValidationError(
+        f"sources[{row}] is a {type(source).__name__}; pass bytes, a path, a "
+        "binary stream or a StorageRef",
+        row=row,
+        field="sources",
+    )

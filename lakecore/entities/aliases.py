@@ -114,33 +114,46 @@ def alias_changes(
     is_new = pc.is_null(pos)
     moved = pc.fill_null(pc.not_equal(prev["asset_id"], asset_ids), False)
     if not repoint and first(moved) is not None:
-        taken = [f"{a!r} -> {t}" for a, t in zip(aliases.filter(moved).to_pylist(),
-                                                   prev["asset_id"].filter(moved).to_pylist(),
-                                                   strict=True)]
+        taken = [
+            f"{a!r} -> {t}"
+            for a, t in zip(
+                aliases.filter(moved).to_pylist(),
+                prev["asset_id"].filter(moved).to_pylist(),
+                strict=True,
+            )
+        ]
         raise AliasAlreadyExistsError(
             f"alias(es) already point at other assets: {', '.join(taken[:10])}; pass "
-            "repoint=True to move them", aliases=aliases.filter(moved).to_pylist(),
+            "repoint=True to move them",
+            aliases=aliases.filter(moved).to_pylist(),
         )
     n, now = len(aliases), now_array(len(aliases))
     changed = pc.or_(is_new, moved)
-    rows = pa.table({
-        "alias": aliases, "asset_id": asset_ids,
-        "created_at": pc.if_else(is_new, now, prev["created_at"]),
-        "updated_at": pc.if_else(changed, now, prev["updated_at"]),
-        "created_by": pc.if_else(is_new, repeat(by, n, pa.string()), prev["created_by"]),
-    }, schema=layout(Alias).schema)
+    rows = pa.table(
+        {
+            "alias": aliases,
+            "asset_id": asset_ids,
+            "created_at": pc.if_else(is_new, now, prev["created_at"]),
+            "updated_at": pc.if_else(changed, now, prev["updated_at"]),
+            "created_by": pc.if_else(is_new, repeat(by, n, pa.string()), prev["created_by"]),
+        },
+        schema=layout(Alias).schema,
+    )
     if first(changed) is None:
         return [], rows
     k = pc.sum(changed).as_py()
-    events = pa.table({
-        "event_id": new_ids("aliasevt", k),
-        "alias": aliases.filter(changed),
-        "action": pc.if_else(is_new, "set", "repoint").filter(changed),
-        "asset_id": asset_ids.filter(changed),
-        "previous_asset_id": prev["asset_id"].filter(changed),
-        "at": now.filter(changed),
-        "by": repeat(by, k, pa.string()),
-    }, schema=layout(AliasEvent).schema)
+    events = pa.table(
+        {
+            "event_id": new_ids("aliasevt", k),
+            "alias": aliases.filter(changed),
+            "action": pc.if_else(is_new, "set", "repoint").filter(changed),
+            "asset_id": asset_ids.filter(changed),
+            "previous_asset_id": prev["asset_id"].filter(changed),
+            "at": now.filter(changed),
+            "by": repeat(by, k, pa.string()),
+        },
+        schema=layout(AliasEvent).schema,
+    )
     return [Upsert("aliases", rows.filter(changed)), Append("alias_history", events)], rows
 
 
@@ -153,17 +166,22 @@ def alias_removals(existing: pa.Table, by: str | None) -> list[Op]:
     k = existing.num_rows
     if k == 0:
         return []
-    events = pa.table({
-        "event_id": new_ids("aliasevt", k),
-        "alias": _col(existing, "alias"),
-        "action": repeat("remove", k, pa.string()),
-        "asset_id": pa.nulls(k, pa.string()),
-        "previous_asset_id": _col(existing, "asset_id"),
-        "at": now_array(k),
-        "by": repeat(by, k, pa.string()),
-    }, schema=layout(AliasEvent).schema)
-    return [*delete_in("aliases", "alias", existing["alias"].to_pylist()),
-            Append("alias_history", events)]
+    events = pa.table(
+        {
+            "event_id": new_ids("aliasevt", k),
+            "alias": _col(existing, "alias"),
+            "action": repeat("remove", k, pa.string()),
+            "asset_id": pa.nulls(k, pa.string()),
+            "previous_asset_id": _col(existing, "asset_id"),
+            "at": now_array(k),
+            "by": repeat(by, k, pa.string()),
+        },
+        schema=layout(AliasEvent).schema,
+    )
+    return [
+        *delete_in("aliases", "alias", existing["alias"].to_pylist()),
+        Append("alias_history", events),
+    ]
 
 
 class Aliases:
@@ -176,8 +194,9 @@ class Aliases:
     def __init__(self, core: LakeCore) -> None:
         self.core = core
 
-    def set(self, alias: str, asset_id: str, *, repoint: bool = False,
-            by: str | None = None) -> Alias:
+    def set(
+        self, alias: str, asset_id: str, *, repoint: bool = False, by: str | None = None
+    ) -> Alias:
         """Point ``alias`` at an asset.
 
         Setting an alias to the asset it already names is a no-op.
@@ -196,12 +215,19 @@ class Aliases:
         Example:
             >>> lake.aliases.set("cams/front/latest", asset.asset_id)  # doctest: +SKIP
         """
-        rows = self.set_many([one_id(alias, "alias")], [one_id(asset_id, "asset_id")],
-                             repoint=repoint, by=by)
+        rows = self.set_many(
+            [one_id(alias, "alias")], [one_id(asset_id, "asset_id")], repoint=repoint, by=by
+        )
         return from_arrow(rows, Alias)[0]
 
-    def set_many(self, aliases: Sequence[str], asset_ids: Sequence[str], *,
-                 repoint: bool = False, by: str | None = None) -> pa.Table:
+    def set_many(
+        self,
+        aliases: Sequence[str],
+        asset_ids: Sequence[str],
+        *,
+        repoint: bool = False,
+        by: str | None = None,
+    ) -> pa.Table:
         """Point many aliases at assets in one commit (all or nothing).
 
         Returns:
@@ -217,19 +243,31 @@ class Aliases:
         """
         names, targets = id_array(aliases, "aliases"), id_array(asset_ids, "asset_ids")
         if len(names) != len(targets):
-            raise ValidationError(f"got {len(names)} aliases for {len(targets)} asset ids",
-                                  field="asset_ids")
+            raise ValidationError(
+                f"got {len(names)} aliases for {len(targets)} asset ids", field="asset_ids"
+            )
         check_aliases(names, "aliases")
         dup = first(duplicate_mask(names))
         if dup is not None:
-            raise ValidationError(f"aliases[{dup}] {names[dup].as_py()!r} appears twice in the "
-                                  "batch; an alias has one target", row=dup, field="aliases")
+            raise ValidationError(
+                f"aliases[{dup}] {names[dup].as_py()!r} appears twice in the "
+                "batch; an alias has one target",
+                row=dup,
+                field="aliases",
+            )
         by = check_by(by)
         out: dict[str, pa.Table] = {}
 
         def build(snap: Snapshot) -> list[Op]:
-            require_rows(snap, "assets", "asset_id", targets, AssetNotFoundError, "asset",
-                         columns=["asset_id"])
+            require_rows(
+                snap,
+                "assets",
+                "asset_id",
+                targets,
+                AssetNotFoundError,
+                "asset",
+                columns=["asset_id"],
+            )
             ops, out["rows"] = alias_changes(snap, names, targets, repoint=repoint, by=by)
             return ops
 
@@ -266,8 +304,15 @@ class Aliases:
             >>> lake.aliases.resolve_many(["a/1", "a/2"])["asset_id"]  # doctest: +SKIP
         """
         names = id_array(aliases, "aliases")
-        found = require_rows(self.core.snapshot(), "aliases", "alias", names, AliasNotFoundError,
-                             "alias", columns=["alias", "asset_id"])
+        found = require_rows(
+            self.core.snapshot(),
+            "aliases",
+            "alias",
+            names,
+            AliasNotFoundError,
+            "alias",
+            columns=["alias", "asset_id"],
+        )
         return order_like(found, "alias", names)
 
     def history(self, alias: str) -> pa.Table:

@@ -56,22 +56,28 @@ def _sequence(values: Any, n: int, field: str) -> list[Any]:
 def _check_media_types(values: list[Any]) -> pa.Array:
     bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
     if bad is not None:
-        raise ValidationError(f"media_types[{bad}] must be a string like 'image/jpeg'",
-                              row=bad, field="media_types")
+        raise ValidationError(
+            f"media_types[{bad}] must be a string like 'image/jpeg'", row=bad, field="media_types"
+        )
     arr = pa.array(values, pa.string())
     for media in pc.unique(arr).to_pylist():  # few distinct values: check each once
         major, sep, minor = media.partition("/")
         if not (sep and major.strip() and minor.strip()):
             row = first(pc.equal(arr, media))
-            raise ValidationError(f"media_types[{row}] {media!r} must look like 'type/subtype', "
-                                  "e.g. 'image/jpeg'", row=row, field="media_types")
+            raise ValidationError(
+                f"media_types[{row}] {media!r} must look like 'type/subtype', e.g. 'image/jpeg'",
+                row=row,
+                field="media_types",
+            )
     return arr
 
 
 def _storage(refs: Sequence[StorageRef]) -> pa.StructArray:
     st = layout(Asset).schema.field("storage").type
-    cols = [pa.array([getattr(r, name) for r in refs], st.field(name).type)
-            for name in ("mount", "key", "sha256", "size")]
+    cols = [
+        pa.array([getattr(r, name) for r in refs], st.field(name).type)
+        for name in ("mount", "key", "sha256", "size")
+    ]
     return pa.StructArray.from_arrays(cols, fields=list(st))
 
 
@@ -80,8 +86,9 @@ def _empty_lists(n: int, type_: pa.DataType) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, pa.array([], type_.value_type), type=type_)
 
 
-def _override(dims: tuple[int | None, int | None] | None, size: tuple[int | None, int | None]
-              ) -> tuple[int | None, int | None]:
+def _override(
+    dims: tuple[int | None, int | None] | None, size: tuple[int | None, int | None]
+) -> tuple[int | None, int | None]:
     for value in size:
         if value is not None and (not isinstance(value, int) or not 0 <= value < 2**31):
             raise ValidationError(f"width/height must be ints >= 0, got {value!r}", field="size")
@@ -106,13 +113,14 @@ def _holders(snap: Snapshot, ids: pa.Array) -> dict[str, list[str]]:
     hit = pc.is_in(values, value_set=ids)
     note(values.filter(hit), datums["datum_id"].take(parent.filter(hit)), "datum")
     wanted = ids.to_pylist()
-    for table, key, what in (("collection_items", "item_id", "collection item"),
-                             ("asset_retentions", "retention_id", "retention")):
+    for table, key, what in (
+        ("collection_items", "item_id", "collection item"),
+        ("asset_retentions", "retention_id", "retention"),
+    ):
         rows = rows_where(snap, table, "asset_id", wanted, columns=["asset_id", key])
         note(rows["asset_id"], rows[key], what)
     for col in ("asset_id", "mask_asset_id"):
-        rows = rows_where(snap, "annotation_records", col, wanted,
-                          columns=[col, "annotation_id"])
+        rows = rows_where(snap, "annotation_records", col, wanted, columns=[col, "annotation_id"])
         note(rows[col], rows["annotation_id"], "annotation record")
     return held
 
@@ -141,10 +149,19 @@ class Assets:
         self.core = core
 
     # -- writes -------------------------------------------------------------------------------
-    def add(self, source: AssetSource, *, kind: str = "image", media_type: str | None = None,
-            metadata: Mapping[str, Any] | None = None, alias: str | None = None,
-            width: int | None = None, height: int | None = None, created_by: str | None = None,
-            mount: str | None = None) -> Asset:
+    def add(
+        self,
+        source: AssetSource,
+        *,
+        kind: str = "image",
+        media_type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        alias: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        created_by: str | None = None,
+        mount: str | None = None,
+    ) -> Asset:
         """Store one payload and add its asset (see :meth:`add_many`).
 
         Args:
@@ -153,16 +170,30 @@ class Assets:
         Example:
             >>> asset = lake.assets.add(b"\\x89PNG...", alias="cams/0001.png")  # doctest: +SKIP
         """
-        table = self._add([source], kind=kind, media_types=[media_type],
-                          metadata=[dict(metadata or {})], aliases=[alias],
-                          created_by=created_by, mount=mount, size=(width, height))
+        table = self._add(
+            [source],
+            kind=kind,
+            media_types=[media_type],
+            metadata=[dict(metadata or {})],
+            aliases=[alias],
+            created_by=created_by,
+            mount=mount,
+            size=(width, height),
+        )
         return from_arrow(table, Asset)[0]
 
-    def add_many(self, sources: Sequence[AssetSource], *, kind: str = "image",
-                 media_types: Sequence[str | None] | None = None,
-                 metadata: Sequence[Mapping[str, Any] | None] | None = None,
-                 aliases: Sequence[str | None] | None = None, created_by: str | None = None,
-                 mount: str | None = None, progress: Progress | None = None) -> pa.Table:
+    def add_many(
+        self,
+        sources: Sequence[AssetSource],
+        *,
+        kind: str = "image",
+        media_types: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        aliases: Sequence[str | None] | None = None,
+        created_by: str | None = None,
+        mount: str | None = None,
+        progress: Progress | None = None,
+    ) -> pa.Table:
         """Store many payloads and add their assets in one commit.
 
         Payloads go through one ``objects.put_many`` (batched, deduplicated by sha256); the
@@ -191,16 +222,35 @@ class Assets:
             >>> table.num_rows  # doctest: +SKIP
             2
         """
-        return self._add(sources, kind=kind, media_types=media_types, metadata=metadata,
-                         aliases=aliases, created_by=created_by, mount=mount, progress=progress)
+        return self._add(
+            sources,
+            kind=kind,
+            media_types=media_types,
+            metadata=metadata,
+            aliases=aliases,
+            created_by=created_by,
+            mount=mount,
+            progress=progress,
+        )
 
-    def _add(self, sources: Sequence[AssetSource], *, kind: str, media_types: Any,
-             metadata: Any, aliases: Any, created_by: str | None, mount: str | None,
-             progress: Progress | None = None,
-             size: tuple[int | None, int | None] = (None, None)) -> pa.Table:
+    def _add(
+        self,
+        sources: Sequence[AssetSource],
+        *,
+        kind: str,
+        media_types: Any,
+        metadata: Any,
+        aliases: Any,
+        created_by: str | None,
+        mount: str | None,
+        progress: Progress | None = None,
+        size: tuple[int | None, int | None] = (None, None),
+    ) -> pa.Table:
         if isinstance(sources, str | bytes) or not isinstance(sources, Sequence):
-            raise ValidationError("sources must be a list of payloads (bytes, paths, streams or "
-                                  "StorageRefs)", field="sources")
+            raise ValidationError(
+                "sources must be a list of payloads (bytes, paths, streams or StorageRefs)",
+                field="sources",
+            )
         n, kind_ = len(sources), check_choice(kind, AssetKind, "kind")
         names = self._check_aliases(aliases, n)
         meta, by = dump_json(metadata, n), check_by(created_by, "created_by")
@@ -209,7 +259,8 @@ class Assets:
         sniffed = [sniff(head, name) for _, head, name in staged]
         media = _check_media_types([g or m for g, (m, _) in zip(given, sniffed, strict=True)])
         dims: list[tuple[int | None, int | None] | None] = [
-            d if kind_ in _SIZED else None for _, d in sniffed]
+            d if kind_ in _SIZED else None for _, d in sniffed
+        ]
         if size != (None, None):
             dims = [_override(dims[0], size)]
         rows = self._rows(self._store(staged, mount, progress), kind_, media, dims, meta, by)
@@ -224,42 +275,69 @@ class Assets:
         check_aliases(arr.filter(given), "aliases")
         dup = first(pc.and_(given, duplicate_mask(arr)))
         if dup is not None:
-            raise ValidationError(f"aliases[{dup}] {arr[dup].as_py()!r} appears twice",
-                                  row=dup, field="aliases")
+            raise ValidationError(
+                f"aliases[{dup}] {arr[dup].as_py()!r} appears twice", row=dup, field="aliases"
+            )
         return arr
 
-    def _store(self, staged: list[tuple[Any, bytes, str | None]], mount: str | None,
-               progress: Progress | None) -> list[StorageRef]:
+    def _store(
+        self,
+        staged: list[tuple[Any, bytes, str | None]],
+        mount: str | None,
+        progress: Progress | None,
+    ) -> list[StorageRef]:
         todo = [i for i, (src, _, _) in enumerate(staged) if not isinstance(src, StorageRef)]
         refs: list[StorageRef] = [src for src, _, _ in staged]
-        put = self.core.objects.put_many([staged[i][0] for i in todo], mount=mount,
-                                         progress=progress)
+        put = self.core.objects.put_many(
+            [staged[i][0] for i in todo], mount=mount, progress=progress
+        )
         for i, ref in zip(todo, put, strict=True):
             refs[i] = ref
         return refs
 
-    def _rows(self, refs: list[StorageRef], kind: AssetKind, media: pa.Array,
-              dims: list[Any], meta: pa.Array, by: str | None) -> pa.Table:
+    def _rows(
+        self,
+        refs: list[StorageRef],
+        kind: AssetKind,
+        media: pa.Array,
+        dims: list[Any],
+        meta: pa.Array,
+        by: str | None,
+    ) -> pa.Table:
         schema, n, now = layout(Asset).schema, len(refs), now_array(len(refs))
         storage = _storage(refs)
-        return pa.table({
-            "asset_id": new_ids("asset", n), "kind": repeat(kind.value, n, pa.string()),
-            "media_type": media, "sha256": storage.field("sha256"),
-            "size_bytes": storage.field("size"), "width": _sizes(dims, 0),
-            "height": _sizes(dims, 1), "storage": storage,
-            "replicas": _empty_lists(n, schema.field("replicas").type),
-            "subject_kind": pa.nulls(n, pa.string()), "subject_id": pa.nulls(n, pa.string()),
-            "metadata": meta, "created_at": now, "updated_at": now,
-            "created_by": repeat(by, n, pa.string()),
-        }, schema=schema)
+        return pa.table(
+            {
+                "asset_id": new_ids("asset", n),
+                "kind": repeat(kind.value, n, pa.string()),
+                "media_type": media,
+                "sha256": storage.field("sha256"),
+                "size_bytes": storage.field("size"),
+                "width": _sizes(dims, 0),
+                "height": _sizes(dims, 1),
+                "storage": storage,
+                "replicas": _empty_lists(n, schema.field("replicas").type),
+                "subject_kind": pa.nulls(n, pa.string()),
+                "subject_id": pa.nulls(n, pa.string()),
+                "metadata": meta,
+                "created_at": now,
+                "updated_at": now,
+                "created_by": repeat(by, n, pa.string()),
+            },
+            schema=schema,
+        )
 
     def _commit(self, rows: pa.Table, names: pa.Array | None, by: str | None) -> None:
         if rows.num_rows:
-            self.core.commit([Append("assets", rows)], build=_alias_build(rows, names, by),
-                             message=f"assets.add_many {rows.num_rows}")
+            self.core.commit(
+                [Append("assets", rows)],
+                build=_alias_build(rows, names, by),
+                message=f"assets.add_many {rows.num_rows}",
+            )
 
-    def update_metadata(self, asset_id: str, metadata: Mapping[str, Any], *,
-                        merge: bool = False) -> Asset:
+    def update_metadata(
+        self, asset_id: str, metadata: Mapping[str, Any], *, merge: bool = False
+    ) -> Asset:
         """Replace (or, with ``merge=True``, update) an asset's metadata; bumps ``updated_at``.
 
         Raises:
@@ -274,13 +352,16 @@ class Assets:
         out: dict[str, pa.Table] = {}
 
         def build(snap: Snapshot) -> list[Op]:
-            row = require_rows(snap, "assets", "asset_id", pa.array([aid]), AssetNotFoundError,
-                               "asset")
+            row = require_rows(
+                snap, "assets", "asset_id", pa.array([aid]), AssetNotFoundError, "asset"
+            )
             new = {**json.loads(row["metadata"][0].as_py()), **patch} if merge else patch
-            row = row.set_column(row.schema.get_field_index("metadata"), "metadata",
-                                 dump_json([new], 1))
-            out["row"] = row.set_column(row.schema.get_field_index("updated_at"), "updated_at",
-                                        now_array(1))
+            row = row.set_column(
+                row.schema.get_field_index("metadata"), "metadata", dump_json([new], 1)
+            )
+            out["row"] = row.set_column(
+                row.schema.get_field_index("updated_at"), "updated_at", now_array(1)
+            )
             return [Upsert("assets", out["row"])]
 
         self.core.commit(build=build, message="assets.update_metadata")
@@ -303,16 +384,18 @@ class Assets:
         by = check_by(by)
 
         def build(snap: Snapshot) -> list[Op]:
-            require_rows(snap, "assets", "asset_id", ids, AssetNotFoundError, "asset",
-                         columns=["asset_id"])
+            require_rows(
+                snap, "assets", "asset_id", ids, AssetNotFoundError, "asset", columns=["asset_id"]
+            )
             held = _holders(snap, ids)
             if held:
                 shown = "; ".join(f"{a} by {', '.join(h[:5])}" for a, h in list(held.items())[:10])
-                raise InUseError(f"{len(held)} asset(s) still in use: {shown}; remove those "
-                                 "references first", holders=held)
+                raise InUseError(
+                    f"{len(held)} asset(s) still in use: {shown}; remove those references first",
+                    holders=held,
+                )
             aliases = rows_where(snap, "aliases", "asset_id", ids.to_pylist())
-            return [*delete_in("assets", "asset_id", ids.to_pylist()),
-                    *alias_removals(aliases, by)]
+            return [*delete_in("assets", "asset_id", ids.to_pylist()), *alias_removals(aliases, by)]
 
         if len(ids):
             self.core.commit(build=build, message=f"assets.delete {len(ids)}")
@@ -340,8 +423,9 @@ class Assets:
             >>> lake.assets.get_many([a, b])["sha256"]  # doctest: +SKIP
         """
         ids = id_array(asset_ids, "asset_ids")
-        found = require_rows(self.core.snapshot(), "assets", "asset_id", ids,
-                             AssetNotFoundError, "asset")
+        found = require_rows(
+            self.core.snapshot(), "assets", "asset_id", ids, AssetNotFoundError, "asset"
+        )
         return order_like(found, "asset_id", ids)
 
     def get_by_alias(self, alias: str) -> Asset:
@@ -365,8 +449,9 @@ class Assets:
             [True, False]
         """
         ids = id_array(asset_ids, "asset_ids")
-        found = rows_where(self.core.snapshot(), "assets", "asset_id", ids.to_pylist(),
-                           columns=["asset_id"])
+        found = rows_where(
+            self.core.snapshot(), "assets", "asset_id", ids.to_pylist(), columns=["asset_id"]
+        )
         return pc.is_in(ids, value_set=found["asset_id"]).to_pylist()  # type: ignore[no-any-return]
 
     def read(self, asset_id: str) -> bytes:
@@ -387,15 +472,19 @@ class Assets:
         """
         return self.core.objects.open(self.get(asset_id).storage)
 
-    def table(self, columns: Sequence[str] | None = None, filter: str | None = None, *,
-              snapshot: Snapshot | None = None) -> pa.Table:
+    def table(
+        self,
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+        *,
+        snapshot: Snapshot | None = None,
+    ) -> pa.Table:
         """Asset rows (``columns``, Lance SQL ``filter``) at a snapshot (default: now).
 
         Example:
             >>> lake.assets.table(["asset_id"], filter="kind = 'image'")  # doctest: +SKIP
         """
-        return (snapshot or self.core.snapshot()).to_table("assets", columns=columns,
-                                                           filter=filter)
+        return (snapshot or self.core.snapshot()).to_table("assets", columns=columns, filter=filter)
 
     def count(self, filter: str | None = None) -> int:
         """Number of assets (matching a Lance SQL ``filter``).

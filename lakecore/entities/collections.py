@@ -56,8 +56,9 @@ def _find(snap: Snapshot, id_or_name: str) -> Collection:
         rows = snap.to_table("collections", filter=flt)
         if rows.num_rows:
             return from_arrow(rows.slice(0, 1), Collection)[0]
-    raise CollectionNotFoundError(f"no collection with id or name {key!r}; see collections.list()",
-                                  collection=key)
+    raise CollectionNotFoundError(
+        f"no collection with id or name {key!r}; see collections.list()", collection=key
+    )
 
 
 class Collections:
@@ -70,9 +71,14 @@ class Collections:
     def __init__(self, core: LakeCore) -> None:
         self.core = core
 
-    def create(self, name: str, *, description: str | None = None,
-               metadata: Mapping[str, Any] | None = None,
-               created_by: str | None = None) -> Collection:
+    def create(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
+    ) -> Collection:
         """Create a collection; names are unique among active collections.
 
         Raises:
@@ -83,8 +89,12 @@ class Collections:
             >>> c = lake.collections.create("import-2024-05")  # doctest: +SKIP
         """
         try:
-            coll = Collection(name=name, description=description, metadata=dict(metadata or {}),
-                              created_by=created_by)
+            coll = Collection(
+                name=name,
+                description=description,
+                metadata=dict(metadata or {}),
+                created_by=created_by,
+            )
         except (PydanticError, TypeError, ValueError) as exc:
             raise ValidationError(f"invalid collection: {exc}", field="collection") from exc
 
@@ -92,7 +102,8 @@ class Collections:
             if snap.count("collections", f"name = {quote(coll.name)} AND {_ACTIVE}"):
                 raise CollectionAlreadyExistsError(
                     f"an active collection is named {coll.name!r}; pick another name",
-                    name=coll.name)
+                    name=coll.name,
+                )
             return [Append("collections", to_arrow([coll], Collection))]
 
         self.core.commit(build=build, message="collections.create")
@@ -117,8 +128,14 @@ class Collections:
         """
         return self.core.snapshot().to_table("collections")
 
-    def add(self, collection: str, asset_ids: Sequence[str], *, split: str | None = None,
-            by: str | None = None) -> pa.Table:
+    def add(
+        self,
+        collection: str,
+        asset_ids: Sequence[str],
+        *,
+        split: str | None = None,
+        by: str | None = None,
+    ) -> pa.Table:
         """Add assets to a collection (re-adding replaces the member row: idempotent).
 
         Args:
@@ -142,8 +159,9 @@ class Collections:
 
         def build(snap: Snapshot) -> list[Op]:
             cid = _find(snap, collection).collection_id
-            require_rows(snap, "assets", "asset_id", ids, AssetNotFoundError, "asset",
-                         columns=["asset_id"])
+            require_rows(
+                snap, "assets", "asset_id", ids, AssetNotFoundError, "asset", columns=["asset_id"]
+            )
             out["rows"] = _items(cid, ids, split, by)
             return [Upsert("collection_items", out["rows"])]
 
@@ -166,8 +184,15 @@ class Collections:
         def build(snap: Snapshot) -> list[Op]:
             cid = _find(snap, collection).collection_id
             item_ids = pc.binary_join_element_wise(f"{cid}/", ids, "")
-            require_rows(snap, "collection_items", "item_id", item_ids, NotFoundError,
-                         f"member of {cid} (collection/asset)", columns=["item_id"])
+            require_rows(
+                snap,
+                "collection_items",
+                "item_id",
+                item_ids,
+                NotFoundError,
+                f"member of {cid} (collection/asset)",
+                columns=["item_id"],
+            )
             return delete_in("collection_items", "item_id", item_ids.to_pylist())
 
         if len(ids):
@@ -189,32 +214,43 @@ class Collections:
         Example:
             >>> lake.collections.delete("import-2024-05")  # doctest: +SKIP
         """
+
         def build(snap: Snapshot) -> list[Op]:
             cid = quote(_find(snap, collection).collection_id)
-            return [Delete("collections", f"collection_id = {cid}"),
-                    Delete("collection_items", f"collection_id = {cid}")]
+            return [
+                Delete("collections", f"collection_id = {cid}"),
+                Delete("collection_items", f"collection_id = {cid}"),
+            ]
 
         self.core.commit(build=build, message="collections.delete")
 
 
 def _items(cid: str, ids: pa.Array, split: str | None, by: str | None) -> pa.Table:
     n, now = len(ids), now_array(len(ids))
-    return pa.table({
-        "item_id": pc.binary_join_element_wise(f"{cid}/", ids, ""),
-        "collection_id": repeat(cid, n, pa.string()), "asset_id": ids,
-        "split": repeat(split, n, pa.string()), "status": repeat("active", n, pa.string()),
-        "metadata": repeat("{}", n, pa.string()), "added_at": now,
-        "added_by": repeat(by, n, pa.string()),
-    }, schema=layout(CollectionItem).schema)
+    return pa.table(
+        {
+            "item_id": pc.binary_join_element_wise(f"{cid}/", ids, ""),
+            "collection_id": repeat(cid, n, pa.string()),
+            "asset_id": ids,
+            "split": repeat(split, n, pa.string()),
+            "status": repeat("active", n, pa.string()),
+            "metadata": repeat("{}", n, pa.string()),
+            "added_at": now,
+            "added_by": repeat(by, n, pa.string()),
+        },
+        schema=layout(CollectionItem).schema,
+    )
 
 
 def _when(value: Any) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise ValidationError(f"expires_at must be a timezone-aware datetime, got {value!r}; "
-                              "use e.g. datetime.now(UTC) + timedelta(days=30)",
-                              field="expires_at")
+        raise ValidationError(
+            f"expires_at must be a timezone-aware datetime, got {value!r}; "
+            "use e.g. datetime.now(UTC) + timedelta(days=30)",
+            field="expires_at",
+        )
     return value
 
 
@@ -228,9 +264,16 @@ class Retentions:
     def __init__(self, core: LakeCore) -> None:
         self.core = core
 
-    def pin(self, asset_ids: Sequence[str], *, owner_type: str = "manual_pin", owner_id: str,
-            policy: str = "retain", expires_at: datetime | None = None,
-            by: str | None = None) -> pa.Table:
+    def pin(
+        self,
+        asset_ids: Sequence[str],
+        *,
+        owner_type: str = "manual_pin",
+        owner_id: str,
+        policy: str = "retain",
+        expires_at: datetime | None = None,
+        by: str | None = None,
+    ) -> pa.Table:
         """Claim assets for an owner (one retention row per asset).
 
         Args:
@@ -252,18 +295,25 @@ class Retentions:
         pol = check_choice(policy, RetentionPolicy, "policy").value
         oid, when, by = one_id(owner_id, "owner_id"), _when(expires_at), check_by(by)
         n, now = len(ids), now_array(len(ids))
-        rows = pa.table({
-            "retention_id": new_ids("retention", n), "asset_id": ids,
-            "owner_type": repeat(owner, n, pa.string()), "owner_id": repeat(oid, n, pa.string()),
-            "policy": repeat(pol, n, pa.string()),
-            "expires_at": repeat(when, n, pa.timestamp("us", tz="UTC")),
-            "metadata": repeat("{}", n, pa.string()), "created_at": now,
-            "created_by": repeat(by, n, pa.string()),
-        }, schema=layout(AssetRetention).schema)
+        rows = pa.table(
+            {
+                "retention_id": new_ids("retention", n),
+                "asset_id": ids,
+                "owner_type": repeat(owner, n, pa.string()),
+                "owner_id": repeat(oid, n, pa.string()),
+                "policy": repeat(pol, n, pa.string()),
+                "expires_at": repeat(when, n, pa.timestamp("us", tz="UTC")),
+                "metadata": repeat("{}", n, pa.string()),
+                "created_at": now,
+                "created_by": repeat(by, n, pa.string()),
+            },
+            schema=layout(AssetRetention).schema,
+        )
 
         def build(snap: Snapshot) -> list[Op]:
-            require_rows(snap, "assets", "asset_id", ids, AssetNotFoundError, "asset",
-                         columns=["asset_id"])
+            require_rows(
+                snap, "assets", "asset_id", ids, AssetNotFoundError, "asset", columns=["asset_id"]
+            )
             return [Append("asset_retentions", rows)]
 
         if n:
@@ -282,8 +332,15 @@ class Retentions:
         ids = pc.unique(id_array(retention_ids, "retention_ids"))
 
         def build(snap: Snapshot) -> list[Op]:
-            require_rows(snap, "asset_retentions", "retention_id", ids, NotFoundError,
-                         "retention", columns=["retention_id"])
+            require_rows(
+                snap,
+                "asset_retentions",
+                "retention_id",
+                ids,
+                NotFoundError,
+                "retention",
+                columns=["retention_id"],
+            )
             return delete_in("asset_retentions", "retention_id", ids.to_pylist())
 
         if len(ids):
@@ -305,4 +362,3 @@ class Retentions:
             >>> lake.retentions.table().num_rows  # doctest: +SKIP
         """
         return self.core.snapshot().to_table("asset_retentions")
-

@@ -50,8 +50,9 @@ def _column(values: list[Any], type_: pa.DataType, field: str) -> pa.Array:
             try:
                 pa.array([v], type_)
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-                raise ValidationError(f"row {i}: {field} {v!r} is not a {type_} ({exc})",
-                                      row=i, field=field) from None
+                raise ValidationError(
+                    f"row {i}: {field} {v!r} is not a {type_} ({exc})", row=i, field=field
+                ) from None
         raise
 
 
@@ -59,28 +60,37 @@ def _metadata_json(value: Any, row: int) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if not isinstance(value, Mapping):
-        raise ValidationError(f"row {row}: metadata must be a dict or a JSON string",
-                              row=row, field="metadata")
+        raise ValidationError(
+            f"row {row}: metadata must be a dict or a JSON string", row=row, field="metadata"
+        )
     try:
         return json.dumps(dict(value), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"row {row}: metadata is not JSON-serialisable ({exc})",
-                              row=row, field="metadata") from None
+        raise ValidationError(
+            f"row {row}: metadata is not JSON-serialisable ({exc})", row=row, field="metadata"
+        ) from None
 
 
 def _from_dicts(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Python dict rows -> Arrow (one conversion per value: inherent to Python input)."""
     for i, r in enumerate(rows):
         if not isinstance(r, Mapping):
-            raise ValidationError(f"row {i} is a {type(r).__name__}; pass dicts with keys "
-                                  f"{list(COLUMNS)}", row=i, field="row")
+            raise ValidationError(
+                f"row {i} is a {type(r).__name__}; pass dicts with keys {list(COLUMNS)}",
+                row=i,
+                field="row",
+            )
         extra = sorted(set(r) - set(COLUMNS))
         if extra:
-            raise ValidationError(f"row {i}: unknown key {extra[0]!r}; datum rows take "
-                                  f"{list(COLUMNS)}", row=i, field=extra[0])
+            raise ValidationError(
+                f"row {i}: unknown key {extra[0]!r}; datum rows take {list(COLUMNS)}",
+                row=i,
+                field=extra[0],
+            )
         if not isinstance(r.get("assets"), Mapping):
-            raise ValidationError(f"row {i}: assets must be a dict role -> asset id",
-                                  row=i, field="assets")
+            raise ValidationError(
+                f"row {i}: assets must be a dict role -> asset id", row=i, field="assets"
+            )
     cols = {c: [r.get(c) for r in rows] for c in COLUMNS}
     cols["metadata"] = [_metadata_json(m, i) for i, m in enumerate(cols["metadata"])]
     cols["assets"] = [dict(r["assets"]) for r in rows]
@@ -94,8 +104,9 @@ def _struct_to_map(arr: pa.StructArray) -> pa.Array:
     names = pa.array([arr.type.field(j).name for j in range(k)], pa.string())
     cols = [c.cast(pa.string()) for c in arr.flatten()]
     if k == 0:
-        raise ValidationError("assets is a struct without fields; give one field per role",
-                              field="assets")
+        raise ValidationError(
+            "assets is a struct without fields; give one field per role", field="assets"
+        )
     order = (np.arange(k)[None, :] * n + np.arange(n)[:, None]).ravel()
     values = pa.concat_arrays(cols).take(pa.array(order))
     keys = names.take(pa.array(np.tile(np.arange(k), n)))
@@ -124,8 +135,10 @@ def _normalise(rows: pa.Table | pa.RecordBatch | Sequence[Mapping[str, Any]]) ->
         rows = _from_dicts(rows)
     extra = [c for c in rows.column_names if c not in COLUMNS]
     if extra or "assets" not in rows.column_names:
-        raise ValidationError(f"datum rows need an 'assets' column and may have {list(COLUMNS)};"
-                              f" unknown: {extra}", field=(extra or ["assets"])[0])
+        raise ValidationError(
+            f"datum rows need an 'assets' column and may have {list(COLUMNS)}; unknown: {extra}",
+            field=(extra or ["assets"])[0],
+        )
     n, out = rows.num_rows, {}
     for name in COLUMNS:
         col = _arr(rows, name) if name in rows.column_names else pa.nulls(n, pa.string())
@@ -142,8 +155,9 @@ def _convert(name: str, col: pa.Array) -> pa.Array:
         return col.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         want = "map<string,string> or a struct of roles" if name == "assets" else "string"
-        raise ValidationError(f"column {name!r} has type {col.type}; expected {want} ({exc})",
-                              field=name) from None
+        raise ValidationError(
+            f"column {name!r} has type {col.type}; expected {want} ({exc})", field=name
+        ) from None
 
 
 def _earliest(checks: Sequence[Callable[[], None]]) -> None:
@@ -159,58 +173,82 @@ def _earliest(checks: Sequence[Callable[[], None]]) -> None:
 
 
 def _check_ids(ids: pa.Array) -> None:
-    check_regex(ids, SPACE_OR_CONTROL, "datum_id", "ids may not contain whitespace or control "
-                "characters", match=False)
+    check_regex(
+        ids,
+        SPACE_OR_CONTROL,
+        "datum_id",
+        "ids may not contain whitespace or control characters",
+        match=False,
+    )
     check_regex(ids, ".", "datum_id", "ids may not be empty")
     dup = first(pc.and_(pc.is_valid(ids), duplicate_mask(pc.fill_null(ids, ""))))
     if dup is not None:
-        raise ValidationError(f"row {dup}: datum_id {ids[dup].as_py()!r} appears twice in the "
-                              "batch", row=dup, field="datum_id")
+        raise ValidationError(
+            f"row {dup}: datum_id {ids[dup].as_py()!r} appears twice in the batch",
+            row=dup,
+            field="datum_id",
+        )
 
 
 def _check_assets(assets: pa.Array, parent: pa.Array, keys: pa.Array, values: pa.Array) -> None:
     counts = np.bincount(parent.to_numpy(zero_copy_only=False), minlength=len(assets))
     empty = first(pc.or_kleene(pc.is_null(assets), pa.array(counts == 0)))
     if empty is not None:
-        raise ValidationError(f"row {empty}: assets has no role; give e.g. {{'image': asset_id}}",
-                              row=empty, field="assets")
-    check_regex(keys, ROLE_RE, "assets", "roles are lower-case identifiers matching "
-                "[a-z][a-z0-9_]* (e.g. 'image', 'depth_map')", rows=parent)
+        raise ValidationError(
+            f"row {empty}: assets has no role; give e.g. {{'image': asset_id}}",
+            row=empty,
+            field="assets",
+        )
+    check_regex(
+        keys,
+        ROLE_RE,
+        "assets",
+        "roles are lower-case identifiers matching [a-z][a-z0-9_]* (e.g. 'image', 'depth_map')",
+        rows=parent,
+    )
     blank = first(pc.or_kleene(pc.is_null(values), pc.equal(pc.utf8_trim_whitespace(values), "")))
     if blank is not None:
         row = parent[blank].as_py()
-        raise ValidationError(f"row {row}: role {keys[blank].as_py()!r} has a blank asset id",
-                              row=row, field="assets")
+        raise ValidationError(
+            f"row {row}: role {keys[blank].as_py()!r} has a blank asset id", row=row, field="assets"
+        )
     pairs = pc.binary_join_element_wise(parent.cast(pa.string()), keys, "\x00")
     dup = first(duplicate_mask(pairs))
     if dup is not None:
         row = parent[dup].as_py()
-        raise ValidationError(f"row {row}: role {keys[dup].as_py()!r} appears twice",
-                              row=row, field="assets")
+        raise ValidationError(
+            f"row {row}: role {keys[dup].as_py()!r} appears twice", row=row, field="assets"
+        )
 
 
 def _validate(t: pa.Table) -> tuple[pa.Array, pa.Array]:
     """Snapshot-independent checks; returns (parent row, asset id) of every map entry."""
     assets = _arr(t, "assets")
     parent, keys, values = map_entries(assets)
-    _earliest([
-        lambda: _check_assets(assets, parent, keys, values),
-        lambda: check_split(_arr(t, "split")),
-        lambda: _check_ids(_arr(t, "datum_id")),
-        lambda: check_json_strings(_arr(t, "metadata")),
-    ])
+    _earliest(
+        [
+            lambda: _check_assets(assets, parent, keys, values),
+            lambda: check_split(_arr(t, "split")),
+            lambda: _check_ids(_arr(t, "datum_id")),
+            lambda: check_json_strings(_arr(t, "metadata")),
+        ]
+    )
     return parent, values
 
 
 def _check_snapshot(snap: Snapshot, ids: pa.Array, parent: pa.Array, values: pa.Array) -> None:
     """Checks against the lake: datum ids are new, referenced assets exist."""
+
     def ids_new() -> None:
         given = ids.drop_null()
         old = rows_where(snap, "datums", "datum_id", given.to_pylist(), columns=["datum_id"])
         row = first(pc.is_in(ids, value_set=old["datum_id"]))
         if row is not None:
-            raise ValidationError(f"row {row}: datum_id {ids[row].as_py()!r} exists already",
-                                  row=row, field="datum_id")
+            raise ValidationError(
+                f"row {row}: datum_id {ids[row].as_py()!r} exists already",
+                row=row,
+                field="datum_id",
+            )
 
     def assets_exist() -> None:
         refs = pc.unique(values).to_pylist()
@@ -218,8 +256,11 @@ def _check_snapshot(snap: Snapshot, ids: pa.Array, parent: pa.Array, values: pa.
         miss = first(pc.invert(pc.is_in(values, value_set=found["asset_id"])))
         if miss is not None:
             row = parent[miss].as_py()
-            raise ValidationError(f"row {row}: assets names unknown asset "
-                                  f"{values[miss].as_py()!r}", row=row, field="assets")
+            raise ValidationError(
+                f"row {row}: assets names unknown asset {values[miss].as_py()!r}",
+                row=row,
+                field="assets",
+            )
 
     _earliest([ids_new, assets_exist])
 
@@ -234,8 +275,14 @@ class Datums:
     def __init__(self, core: LakeCore) -> None:
         self.core = core
 
-    def add(self, assets: Mapping[str, str], *, split: str | None = None,
-            metadata: Mapping[str, Any] | None = None, created_by: str | None = None) -> Datum:
+    def add(
+        self,
+        assets: Mapping[str, str],
+        *,
+        split: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
+    ) -> Datum:
         """Add one datum.
 
         Example:
@@ -270,20 +317,25 @@ class Datums:
         parent, values = _validate(t)
         n, now = t.num_rows, now_array(t.num_rows)
         ids = _arr(t, "datum_id")
-        out = pa.table({
-            "datum_id": pc.if_else(pc.is_null(ids), new_ids("datum", n), ids),
-            "assets": _arr(t, "assets"), "split": _arr(t, "split"),
-            "metadata": pc.fill_null(_arr(t, "metadata"), "{}"),
-            "created_at": now, "updated_at": now, "created_by": _arr(t, "created_by"),
-        }, schema=layout(Datum).schema)
+        out = pa.table(
+            {
+                "datum_id": pc.if_else(pc.is_null(ids), new_ids("datum", n), ids),
+                "assets": _arr(t, "assets"),
+                "split": _arr(t, "split"),
+                "metadata": pc.fill_null(_arr(t, "metadata"), "{}"),
+                "created_at": now,
+                "updated_at": now,
+                "created_by": _arr(t, "created_by"),
+            },
+            schema=layout(Datum).schema,
+        )
 
         def build(snap: Snapshot) -> list[Op]:
             _check_snapshot(snap, ids, parent, values)
             return []
 
         if n:
-            self.core.commit([Append("datums", out)], build=build,
-                             message=f"datums.add_many {n}")
+            self.core.commit([Append("datums", out)], build=build, message=f"datums.add_many {n}")
         return out
 
     def get(self, datum_id: str) -> Datum:
@@ -307,8 +359,9 @@ class Datums:
             >>> lake.datums.get_many([d1, d2])["split"]  # doctest: +SKIP
         """
         ids = id_array(datum_ids, "datum_ids")
-        found = require_rows(self.core.snapshot(), "datums", "datum_id", ids, NotFoundError,
-                             "datum")
+        found = require_rows(
+            self.core.snapshot(), "datums", "datum_id", ids, NotFoundError, "datum"
+        )
         return order_like(found, "datum_id", ids)
 
     def delete(self, datum_ids: Sequence[str]) -> None:
@@ -316,7 +369,8 @@ class Datums:
 
         Raises:
             NotFoundError: some ids do not exist.
-            InUseError: annotation records still label some of them (nothing is deleted).
+            InUseError: annotation records still label some of them, or a dataset's current
+                membership holds them (nothing is deleted).
 
         Example:
             >>> lake.datums.delete([did])  # doctest: +SKIP
@@ -324,15 +378,37 @@ class Datums:
         ids = pc.unique(id_array(datum_ids, "datum_ids"))
 
         def build(snap: Snapshot) -> list[Op]:
-            require_rows(snap, "datums", "datum_id", ids, NotFoundError, "datum",
-                         columns=["datum_id"])
-            held = rows_where(snap, "annotation_records", "datum_id", ids.to_pylist(),
-                              columns=["datum_id", "annotation_id"])
+            require_rows(
+                snap, "datums", "datum_id", ids, NotFoundError, "datum", columns=["datum_id"]
+            )
+            held = rows_where(
+                snap,
+                "annotation_records",
+                "datum_id",
+                ids.to_pylist(),
+                columns=["datum_id", "annotation_id"],
+            )
             if held.num_rows:
-                pairs = [f"{d} by annotation record {a}" for d, a in
-                         zip(*held.to_pydict().values(), strict=True)][:10]
-                raise InUseError(f"datum(s) still in use: {'; '.join(pairs)}; delete those "
-                                 "annotations first", datums=held["datum_id"].to_pylist())
+                pairs = [
+                    f"{d} by annotation record {a}"
+                    for d, a in zip(*held.to_pydict().values(), strict=True)
+                ][:10]
+                raise InUseError(
+                    f"datum(s) still in use: {'; '.join(pairs)}; delete those annotations first",
+                    datums=held["datum_id"].to_pylist(),
+                )
+            members = rows_where(
+                snap, "dataset_members", "datum_id", ids.to_pylist(),
+                columns=["datum_id", "dataset_name"],
+            )
+            if members.num_rows:
+                pairs = [f"{d} by dataset {n}" for d, n in
+                         zip(*members.to_pydict().values(), strict=True)][:10]
+                raise InUseError(
+                    f"datum(s) still in use: {'; '.join(pairs)}; remove them from the "
+                    "dataset first (committed versions keep reading them either way)",
+                    datums=members["datum_id"].to_pylist(),
+                )
             return delete_in("datums", "datum_id", ids.to_pylist())
 
         if len(ids):
