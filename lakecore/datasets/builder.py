@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -124,13 +125,13 @@ class DatasetBuilder:
         )
         for tag in tags:
             DatasetTag(dataset_name=self.name, tag=tag)
-        parent_members = self.parent._members if self.parent else MEMBER_SCHEMA.empty_table()
-        desired = self._apply(parent_members)
+        start = self._parent_rows(self._touched())  # O(changes) rows, index lookups
+        final = self._apply(start)
         record: list[DatasetVersion] = []
 
         def build(snap: Snapshot) -> list[Op]:
             record.clear()
-            return self._build(snap, probe, desired, tags, record)
+            return self._build(snap, probe, start, final, tags, record)
 
         self._core.commit(build=build, message=f"dataset {self.name}@{version}")
         handle = DatasetVersionHandle(self._core, record[0])
@@ -167,11 +168,49 @@ class DatasetBuilder:
                 current = current.set_column(1, "split", new_split)
         return current.sort_by("datum_id")
 
+    def _touched(self) -> pa.Array:
+        ids = [op[1] for op in self._ops]
+        return pc.unique(pa.concat_arrays(ids)) if ids else pa.array([], pa.string())
+
+    def _parent_rows(self, ids: pa.Array) -> pa.Table:
+        """The parent's membership rows of ``ids`` (read at the parent's pins)."""
+        if self.parent is None or not len(ids):
+            return MEMBER_SCHEMA.empty_table()
+        rows = rows_where(
+            self.parent.snapshot,
+            "dataset_members",
+            "datum_id",
+            ids.to_pylist(),
+            columns=["dataset_name", "datum_id", "split"],
+        )
+        rows = rows.filter(pc.equal(rows["dataset_name"], self.parent.name))
+        return rows.select(["datum_id", "split"]).cast(MEMBER_SCHEMA)
+
+    def _untouched(self) -> pa.Table:
+        """The parent's rows the changes do not touch (reads the whole parent; branching only)."""
+        if self.parent is None:
+            return MEMBER_SCHEMA.empty_table()
+        parent = self.parent._members.select(["datum_id", "split"]).cast(MEMBER_SCHEMA)
+        return parent.filter(pc.invert(pc.is_in(parent["datum_id"], value_set=self._touched())))
+
+    def _head_is_parent(self, snap: Snapshot) -> bool:
+        """True when the dataset's current membership is exactly the parent's members."""
+        latest = snap.to_table(
+            "dataset_versions",
+            columns=["version_id", "catalog_version"],
+            filter=f"dataset_name = {quote(self.name)}",
+        )
+        if latest.num_rows == 0:
+            return self.parent is None  # no version yet: the membership is empty
+        newest = latest.sort_by([("catalog_version", "descending")])["version_id"][0].as_py()
+        return self.parent is not None and newest == self.parent.record.version_id
+
     def _build(
         self,
         snap: Snapshot,
         probe: DatasetVersion,
-        desired: pa.Table,
+        start: pa.Table,
+        final: pa.Table,
         tags: Sequence[str],
         out: list[DatasetVersion],
     ) -> list[Op]:
@@ -190,14 +229,54 @@ class DatasetBuilder:
             lost = sorted(set(self._sets) - set(found["set_id"].to_pylist()))
             if lost:
                 raise ValidationError(f"annotation set(s) {lost} do not exist", field="set_ids")
-        head = snap.to_table(
-            "dataset_members", columns=["datum_id", "split"], filter=f"dataset_name = {quote(name)}"
+        if self._head_is_parent(snap):
+            # the usual case: only the touched rows are compared and written -> O(changes)
+            head = start
+            desired, datums = self._resolve(snap, final, head)
+            base = self.parent.record if self.parent else None
+            splits = Counter(base.stats.get("splits", {})) if base else Counter()
+            splits = splits - _counts(start["split"]) + _counts(desired["split"])
+            count = (base.datum_count if base else 0) - start.num_rows + desired.num_rows
+        else:  # branching from an older version: compare whole memberships
+            head = snap.to_table(
+                "dataset_members",
+                columns=["datum_id", "split"],
+                filter=f"dataset_name = {quote(name)}",
+            )
+            desired = pa.concat_tables([self._untouched(), final])
+            desired, datums = self._resolve(snap, desired, head)
+            splits, count = _counts(desired["split"]), desired.num_rows
+        ops = self._member_ops(desired, head)
+        version_id = new_ids("dsv", 1)[0].as_py()
+        rec = probe.model_copy(
+            update={
+                "version_id": version_id,
+                "catalog_version": snap.catalog_version + 1,
+                "parent_version_id": self.parent.record.version_id if self.parent else None,
+                "pins": {t: snap.pins[t] for t in READ_TABLES},
+                "datum_count": count,
+                "annotation_set_ids": list(self._sets),
+                "stats": {"splits": dict(sorted(splits.items()))},
+            }
         )
-        desired, datums = self._resolve(snap, desired, head)
+        DatasetVersion.model_validate(rec.model_dump())
+        out.append(rec)
+        ops.append(Append("dataset_versions", to_arrow([rec], DatasetVersion)))
+        if tags:
+            events = [
+                DatasetTag(dataset_name=name, tag=t, version_id=version_id, by=rec.author)
+                for t in tags
+            ]
+            ops.append(Append("dataset_tags", to_arrow(events, DatasetTag)))
+        ops += self._retain(snap, datums, head, version_id)
+        return ops
+
+    def _member_ops(self, desired: pa.Table, head: pa.Table) -> list[Op]:
+        """Deletes and upserts turning the membership rows ``head`` into ``desired``."""
+        name = self.name
         ids = desired["datum_id"].combine_chunks()
-        ops: list[Op] = []
         gone = pc.invert(pc.is_in(head["datum_id"], value_set=ids))
-        ops += delete_in(
+        ops: list[Op] = delete_in(
             "dataset_members",
             "member_id",
             [f"{name}/{d}" for d in head["datum_id"].filter(gone).to_pylist()],
@@ -218,35 +297,6 @@ class DatasetBuilder:
                 schema=layout(DatasetMember).schema,
             )
             ops.append(Upsert("dataset_members", rows))
-        version_id = new_ids("dsv", 1)[0].as_py()
-        vc = pc.value_counts(desired["split"].combine_chunks())
-        splits = {
-            str(k): int(v)
-            for k, v in zip(
-                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
-            )
-        }
-        rec = probe.model_copy(
-            update={
-                "version_id": version_id,
-                "catalog_version": snap.catalog_version + 1,
-                "parent_version_id": self.parent.record.version_id if self.parent else None,
-                "pins": {t: snap.pins[t] for t in READ_TABLES},
-                "datum_count": len(ids),
-                "annotation_set_ids": list(self._sets),
-                "stats": {"splits": splits},
-            }
-        )
-        DatasetVersion.model_validate(rec.model_dump())
-        out.append(rec)
-        ops.append(Append("dataset_versions", to_arrow([rec], DatasetVersion)))
-        if tags:
-            events = [
-                DatasetTag(dataset_name=name, tag=t, version_id=version_id, by=rec.author)
-                for t in tags
-            ]
-            ops.append(Append("dataset_tags", to_arrow(events, DatasetTag)))
-        ops += self._retain(snap, datums, head, version_id)
         return ops
 
     def _resolve(
@@ -317,6 +367,19 @@ class DatasetBuilder:
             schema=schema,
         )
         return [Append("asset_retentions", table)]
+
+
+def _counts(values: pa.Array | pa.ChunkedArray) -> Counter[str]:
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    vc = pc.value_counts(arr)
+    return Counter(
+        {
+            str(k): int(v)
+            for k, v in zip(
+                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+            )
+        }
+    )
 
 
 def _last_occurrence(ids: pa.ChunkedArray | pa.Array) -> pa.Array:
