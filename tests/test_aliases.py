@@ -83,14 +83,23 @@ def test_set_many_is_all_or_nothing(lake):
     assert lake.snapshot().count("alias_history") == 3
     pins = lake.snapshot().pins
     bad = [
-        (lambda: aliases.set_many(["k/3", "k/1"], [ids[2], ids[2]]), AliasAlreadyExistsError,
-         "'k/1' -> "),
+        (
+            lambda: aliases.set_many(["k/3", "k/1"], [ids[2], ids[2]]),
+            AliasAlreadyExistsError,
+            "'k/1' -> ",
+        ),
         (lambda: aliases.set_many(["k/4", "k/4"], ids[:2]), ValidationError, "twice"),
         (lambda: aliases.set_many(["k/5"], ids[:2]), ValidationError, "1 aliases for 2"),
-        (lambda: aliases.set_many(["k/6", "k/7"], [ids[0], "asset_zz"]), AssetNotFoundError,
-         "asset_zz"),
-        (lambda: aliases.set_many(["ok", "/lead"], ids[:2]), ValidationError,
-         "aliases\\[1\\]: .*start or end"),
+        (
+            lambda: aliases.set_many(["k/6", "k/7"], [ids[0], "asset_zz"]),
+            AssetNotFoundError,
+            "asset_zz",
+        ),
+        (
+            lambda: aliases.set_many(["ok", "/lead"], ids[:2]),
+            ValidationError,
+            "aliases\\[1\\]: .*start or end",
+        ),
         (lambda: aliases.set_many(["a//b"], ids[:1]), ValidationError, "//"),
         (lambda: aliases.set_many(["x" * 513], ids[:1]), ValidationError, "1-512"),
         (lambda: aliases.set_many(["tab\there"], ids[:1]), ValidationError, "whitespace"),
@@ -154,9 +163,17 @@ def test_concurrent_writers_keep_one_target_per_alias(where, tmp_path):
     ctx = mp.get_context("spawn")  # Lance is not fork-safe
     start_at = time.time() + 4.0
     outs = [tmp_path / f"w{w}.json" for w in range(writers)]
-    procs = [ctx.Process(target=entity_writer,
-                         args=(where.uri, where.options, w, rounds, str(outs[w]), start_at))
-             for w in range(writers)]
+    schema = lake.annotations.create_schema(
+        "pets", task_type="detection", labels=["cat"], allowed_kinds=["bbox"]
+    )
+    set_id = lake.annotations.create_set("gt", schema_id=schema.schema_id).set_id
+    procs = [
+        ctx.Process(
+            target=entity_writer,
+            args=(where.uri, where.options, w, rounds, str(outs[w]), start_at, set_id),
+        )
+        for w in range(writers)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -169,6 +186,11 @@ def test_concurrent_writers_keep_one_target_per_alias(where, tmp_path):
     reported = [a for d in done for a in d["assets"]]
     assert len(ids) == len(set(ids)) == writers * rounds * 3  # nothing lost, no duplicate
     assert set(ids) == set(reported)
+    records = snap.to_table("annotation_records", columns=["annotation_id", "asset_id"])
+    rec_ids = records["annotation_id"].to_pylist()
+    assert len(rec_ids) == len(set(rec_ids)) == writers * rounds * 3
+    assert set(rec_ids) == {a for d in done for a in d["records"]}
+    assert set(records["asset_id"].to_pylist()) == set(ids)  # every record on a written asset
     table = snap.to_table("aliases")
     names = table["alias"].to_pylist()
     assert len(names) == len(set(names))  # one row (so one target) per alias
