@@ -22,6 +22,7 @@ from lakecore.cli._common import (
 from lakecore.cli.datasets import datasets_app
 from lakecore.cli.datasets import gc as gc_command
 from lakecore.cli.entities import alias_app, assets_app
+from lakecore.cli.io import export_app, import_app
 from lakecore.cli.entities import summary as summary_command
 from lakecore.errors import LakecoreError
 
@@ -120,6 +121,8 @@ app.command("gc")(gc_command)
 app.add_typer(assets_app, name="assets")
 app.add_typer(alias_app, name="alias")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ class DatasetBuilder:
         self.parent = parent
         self._ops: list[tuple[str, pa.Array, str | None, pa.Array | None]] = []
         self._sets: list[str] = list(parent.record.annotation_set_ids) if parent else []
+        self._extra: list[Op] = []
 
     def __repr__(self) -> str:
         base = self.parent.ref if self.parent else "empty"
@@ -105,6 +106,7 @@ class DatasetBuilder:
         author: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] = (),
+        with_ops: Sequence[Op] = (),
     ) -> DatasetVersionHandle:
         """Commit the changes as ``name@version``; atomic, O(changes) rows written.
 
@@ -112,6 +114,10 @@ class DatasetBuilder:
             AlreadyExistsError: ``name@version`` exists (also when another writer won the race).
             ValidationError: a datum or annotation set does not exist, or a removed/re-split
                 datum is not in the dataset; nothing is written.
+
+        ``with_ops`` are more table operations committed in the same atomic commit (an importer
+        adds its assets, datums and annotations with the version that holds them); datums and
+        annotation sets they append count as existing.
         """
         from lakecore.datasets.version import DatasetVersionHandle
 
@@ -133,9 +139,13 @@ class DatasetBuilder:
             record.clear()
             return self._build(snap, probe, start, final, tags, record)
 
-        self._core.commit(build=build, message=f"dataset {self.name}@{version}")
+        self._extra = list(with_ops)
+        result = self._core.commit(
+            self._extra, build=build, message=f"dataset {self.name}@{version}"
+        )
         handle = DatasetVersionHandle(self._core, record[0])
-        _tag_pins(self._core, record[0])
+        pins = {t: result.snapshot.pins[t] for t in (*READ_TABLES, "dataset_members")}
+        self._core.protect(record[0].catalog_version, pins)
         return handle
 
     def _apply(self, members: pa.Table) -> pa.Table:
@@ -167,6 +177,15 @@ class DatasetBuilder:
                 )
                 current = current.set_column(1, "split", new_split)
         return current.sort_by("datum_id")
+
+    def _appended(self, table: str, columns: Sequence[str]) -> pa.Table | None:
+        """Rows this commit's ``with_ops`` append to ``table`` (None when there are none)."""
+        parts = [
+            op.data.select(list(columns))
+            for op in self._extra
+            if isinstance(op, Append) and op.table == table
+        ]
+        return pa.concat_tables(parts) if parts else None
 
     def _touched(self) -> pa.Array:
         ids = [op[1] for op in self._ops]
@@ -226,7 +245,10 @@ class DatasetBuilder:
             )
         if self._sets:
             found = rows_where(snap, "annotation_sets", "set_id", self._sets, columns=["set_id"])
-            lost = sorted(set(self._sets) - set(found["set_id"].to_pylist()))
+            known = set(found["set_id"].to_pylist())
+            extra = self._appended("annotation_sets", ["set_id"])
+            known |= set(extra["set_id"].to_pylist()) if extra is not None else set()
+            lost = sorted(set(self._sets) - known)
             if lost:
                 raise ValidationError(f"annotation set(s) {lost} do not exist", field="set_ids")
         if self._head_is_parent(snap):
@@ -247,13 +269,14 @@ class DatasetBuilder:
             desired, datums = self._resolve(snap, desired, head)
             splits, count = _counts(desired["split"]), desired.num_rows
         ops = self._member_ops(desired, head)
+        written = {op.table for op in self._extra}  # their versions are known after the commit
         version_id = new_ids("dsv", 1)[0].as_py()
         rec = probe.model_copy(
             update={
                 "version_id": version_id,
                 "catalog_version": snap.catalog_version + 1,
                 "parent_version_id": self.parent.record.version_id if self.parent else None,
-                "pins": {t: snap.pins[t] for t in READ_TABLES},
+                "pins": {t: snap.pins[t] for t in READ_TABLES if t not in written},
                 "datum_count": count,
                 "annotation_set_ids": list(self._sets),
                 "stats": {"splits": dict(sorted(splits.items()))},
@@ -313,9 +336,12 @@ class DatasetBuilder:
             pc.invert(pc.is_in(ids, value_set=head["datum_id"])), pc.is_null(desired["split"])
         )
         wanted = ids.filter(look)
-        datums = rows_where(
-            snap, "datums", "datum_id", wanted.to_pylist(), columns=["datum_id", "split", "assets"]
-        )
+        cols = ["datum_id", "split", "assets"]
+        datums = rows_where(snap, "datums", "datum_id", wanted.to_pylist(), columns=cols)
+        extra = self._appended("datums", cols)
+        if extra is not None:
+            extra = extra.filter(pc.is_in(extra["datum_id"], value_set=wanted))
+            datums = pa.concat_tables([datums, extra.cast(datums.schema)])
         missing = first(pc.invert(pc.is_in(wanted, value_set=datums["datum_id"])))
         if missing is not None:
             raise ValidationError(
@@ -342,6 +368,10 @@ class DatasetBuilder:
             new["datum_id"].to_pylist(),
             columns=["mask_asset_id"],
         )
+        extra = self._appended("annotation_records", ["datum_id", "mask_asset_id"])
+        if extra is not None:
+            mine = extra.filter(pc.is_in(extra["datum_id"], value_set=new["datum_id"]))
+            masks = pa.concat_tables([masks, mine.select(["mask_asset_id"]).cast(masks.schema)])
         ids = pc.unique(
             pa.concat_arrays(
                 [
@@ -391,8 +421,3 @@ def _last_occurrence(ids: pa.ChunkedArray | pa.Array) -> pa.Array:
     rev = codes[::-1]
     _, idx = np.unique(rev, return_index=True)
     return pa.array(np.sort(len(codes) - 1 - idx))
-
-
-def _tag_pins(core: LakeCore, record: DatasetVersion) -> None:
-    """Tag the table versions a version reads so Lance's clean-up can never remove them."""
-    core.protect(record.catalog_version, record.pins)
