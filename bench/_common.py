@@ -63,9 +63,15 @@ def report(scenario: str, size: int, rows: list[dict[str, Any]], notes: list[str
     for col in ("case", "lakecore", "baseline", "baseline_name", "ratio", "unit", "goal"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["case"], f"{r['lakecore']:.4g}", f"{r.get('baseline', float('nan')):.4g}",
-                      r.get("baseline_name", ""), f"{r.get('ratio', float('nan')):.3g}", r["unit"],
-                      r.get("goal", ""))
+        table.add_row(
+            r["case"],
+            f"{r['lakecore']:.4g}",
+            f"{r.get('baseline', float('nan')):.4g}",
+            r.get("baseline_name", ""),
+            f"{r.get('ratio', float('nan')):.3g}",
+            r["unit"],
+            r.get("goal", ""),
+        )
     console = Console(width=150)
     console.print(table)
     for n in notes:
@@ -73,7 +79,17 @@ def report(scenario: str, size: int, rows: list[dict[str, Any]], notes: list[str
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"{scenario}-{size}-{stamp}.json"
-    path.write_text(json.dumps({"scenario": scenario, "size": size, "machine": machine(),
-                                "rows": rows, "notes": notes}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "scenario": scenario,
+                "size": size,
+                "machine": machine(),
+                "rows": rows,
+                "notes": notes,
+            },
+            indent=2,
+        )
+    )
     console.print(f"wrote {path.relative_to(RESULTS.parent.parent)}")
     return path

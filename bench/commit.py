@@ -15,7 +15,7 @@ from bench._common import timed
 from lakecore.tables import Append
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _workers import rows  # noqa: E402  (the test suite's row builder)
+from _workers import rows
 
 
 def commit(size: int, repeat: int = 7) -> list[dict[str, Any]]:
@@ -25,8 +25,9 @@ def commit(size: int, repeat: int = 7) -> list[dict[str, Any]]:
         lake = lakecore.connect(work / "lake")
         tag = iter(range(10**6))
         data = {i: rows(f"r{i}", size) for i in range(repeat)}
-        lake_t = timed(lambda: lake.commit([Append(n, t) for n, t in data[next(tag)].items()]),
-                       repeat=repeat)
+        lake_t = timed(
+            lambda: lake.commit([Append(n, t) for n, t in data[next(tag)].items()]), repeat=repeat
+        )
         raw_tag = iter(range(10**6))
         first = data[0]
         for name, table in first.items():
@@ -39,6 +40,14 @@ def commit(size: int, repeat: int = 7) -> list[dict[str, Any]]:
         raw_t = timed(raw, repeat=repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return [{"case": f"3-table commit, {size} rows/table", "lakecore": lake_t,
-             "baseline": raw_t, "baseline_name": "3 raw Lance appends", "ratio": lake_t / raw_t,
-             "unit": "s", "goal": "overhead of atomicity (measured ~3x in the prototype)"}]
+    return [
+        {
+            "case": f"3-table commit, {size} rows/table",
+            "lakecore": lake_t,
+            "baseline": raw_t,
+            "baseline_name": "3 raw Lance appends",
+            "ratio": lake_t / raw_t,
+            "unit": "s",
+            "goal": "overhead of atomicity (measured ~3x in the prototype)",
+        }
+    ]

@@ -31,14 +31,21 @@ def put(size: int, item_bytes: int, label: str) -> dict[str, Any]:
             repeat=3,
             setup=lambda: lakes.append(lakecore.connect(work / f"lake{next(counter)}")),
         )
-        files_t = timed(lambda: (_plain_put(work / f"files{next(counter)}", blobs), os.sync()),
-                        repeat=3)
+        files_t = timed(
+            lambda: (_plain_put(work / f"files{next(counter)}", blobs), os.sync()), repeat=3
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     mb = size * item_bytes / 1e6
-    return {"case": f"put {size} x {label}", "lakecore": mb / lake_t, "baseline": mb / files_t,
-            "baseline_name": "plain files", "ratio": files_t / lake_t, "unit": "MB/s",
-            "goal": "ratio >= 1 (faster than files)"}
+    return {
+        "case": f"put {size} x {label}",
+        "lakecore": mb / lake_t,
+        "baseline": mb / files_t,
+        "baseline_name": "plain files",
+        "ratio": files_t / lake_t,
+        "unit": "MB/s",
+        "goal": "ratio >= 1 (faster than files)",
+    }
 
 
 def get(size: int, gets: int = 1000, item_bytes: int = 4096) -> list[dict[str, Any]]:
@@ -64,17 +71,33 @@ def get(size: int, gets: int = 1000, item_bytes: int = 4096) -> list[dict[str, A
             if setup is not None and not drop_caches():
                 continue
             files_t = timed(read_files, repeat=5, setup=setup)
-            fresh = lambda: lakecore.connect(work / "lake").objects  # noqa: E731
-            store = fresh()
-            batch_t = timed(lambda: store.get_many(chosen), repeat=5, setup=setup)
-            single_t = timed(lambda: [store.get(r) for r in chosen[:200]], repeat=3, setup=setup)
-            rows.append({"case": f"{gets} random gets, get_many ({cache})", "lakecore": batch_t,
-                         "baseline": files_t, "baseline_name": "plain files",
-                         "ratio": batch_t / files_t, "unit": "s", "goal": "ratio <= 2"})
-            rows.append({"case": f"200 random gets, one call each ({cache})",
-                         "lakecore": single_t, "baseline": files_t * 200 / gets,
-                         "baseline_name": "plain files", "ratio": single_t / (files_t * 200 / gets),
-                         "unit": "s", "goal": "(informative)"})
+            store = lakecore.connect(work / "lake").objects
+            batch_t = timed(lambda s=store: s.get_many(chosen), repeat=5, setup=setup)
+            single_t = timed(
+                lambda s=store: [s.get(r) for r in chosen[:200]], repeat=3, setup=setup
+            )
+            rows.append(
+                {
+                    "case": f"{gets} random gets, get_many ({cache})",
+                    "lakecore": batch_t,
+                    "baseline": files_t,
+                    "baseline_name": "plain files",
+                    "ratio": batch_t / files_t,
+                    "unit": "s",
+                    "goal": "ratio <= 2",
+                }
+            )
+            rows.append(
+                {
+                    "case": f"200 random gets, one call each ({cache})",
+                    "lakecore": single_t,
+                    "baseline": files_t * 200 / gets,
+                    "baseline_name": "plain files",
+                    "ratio": single_t / (files_t * 200 / gets),
+                    "unit": "s",
+                    "goal": "(informative)",
+                }
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows

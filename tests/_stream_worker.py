@@ -50,5 +50,10 @@ def run(uri: str, options: dict[str, str] | None, size: int, out: dict) -> None:
     with lake.objects.open(ref) as f:
         while chunk := f.read(8 * CHUNK):
             digest.update(chunk)
-    out.update(ref=ref.model_dump(), base=base, put=after_put - base, read=rss_mb() - base,
-               sha=digest.hexdigest())
+    out.update(
+        ref=ref.model_dump(),
+        base=base,
+        put=after_put - base,
+        read=rss_mb() - base,
+        sha=digest.hexdigest(),
+    )

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real S3-compatible server (moto) on 127.0.0.1, and lakes on local disk / S3."""
+"""Shared fixtures: an S3-compatible server (moto) on 127.0.0.1; lakes on local disk and S3."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class S3Server:
         log = open(os.devnull, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=log, stderr=log,
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -58,8 +59,11 @@ class S3Server:
 
         name = f"t-{uuid.uuid4().hex[:16]}"
         boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         ).create_bucket(Bucket=name)
         return name
 

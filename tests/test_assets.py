@@ -33,9 +33,17 @@ def image(fmt: str, w: int = 20, h: int = 10) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("fmt,media", [("PNG", "image/png"), ("JPEG", "image/jpeg"),
-                                       ("GIF", "image/gif"), ("WEBP", "image/webp"),
-                                       ("TIFF", "image/tiff"), ("BMP", "image/bmp")])
+@pytest.mark.parametrize(
+    "fmt,media",
+    [
+        ("PNG", "image/png"),
+        ("JPEG", "image/jpeg"),
+        ("GIF", "image/gif"),
+        ("WEBP", "image/webp"),
+        ("TIFF", "image/tiff"),
+        ("BMP", "image/bmp"),
+    ],
+)
 def test_sniff_reads_media_type_and_size_from_the_header(fmt, media):
     assert sniff(image(fmt, 33, 17)) == (media, (33, 17))
     assert sniff(image(fmt), "x.pdf") == ("application/pdf", (20, 10))  # suffix wins
@@ -58,7 +66,12 @@ def test_add_every_source_and_read_back(where, tmp_path):
     path.write_bytes(jpg)
     a = assets.add(png, alias="cams/0001.png", metadata={"cam": "front"}, created_by="ci")
     assert (a.kind.value, a.media_type, a.width, a.height, a.created_by) == (
-        "image", "image/png", 64, 32, "ci")
+        "image",
+        "image/png",
+        64,
+        32,
+        "ci",
+    )
     b = assets.add(path)
     assert (b.media_type, b.width, b.height, b.size_bytes) == ("image/jpeg", 40, 30, len(jpg))
     c = assets.add(io.BytesIO(b"%PDF-1.4 hello"), kind="document")
@@ -71,7 +84,11 @@ def test_add_every_source_and_read_back(where, tmp_path):
     ref = lake.objects.register("ext", "raw/cam.png")
     e = assets.add(ref)  # referenced in place, not copied
     assert (e.storage.mount, e.storage.key, e.width, e.media_type) == (
-        "ext", "raw/cam.png", 64, "image/png")
+        "ext",
+        "raw/cam.png",
+        64,
+        "image/png",
+    )
 
     assert assets.read(a.asset_id) == png and assets.read(e.asset_id) == png
     with assets.open(b.asset_id) as f:
@@ -98,9 +115,13 @@ def test_add_many_is_one_commit_with_aliases(lake):
     before = lake.snapshot()
     seen = []
     rows = assets.add_many(
-        [*payloads, payloads[0]], kind="blob", aliases=["a/0", None, "a/2", None, None, "a/5"],
-        metadata=[{"i": i} for i in range(6)], media_types=[None] * 5 + ["text/plain"],
-        created_by="bulk", progress=lambda done, total: seen.append((done, total)),
+        [*payloads, payloads[0]],
+        kind="blob",
+        aliases=["a/0", None, "a/2", None, None, "a/5"],
+        metadata=[{"i": i} for i in range(6)],
+        media_types=[None] * 5 + ["text/plain"],
+        created_by="bulk",
+        progress=lambda done, total: seen.append((done, total)),
     )
     after = lake.snapshot()
     assert after.catalog_version == before.catalog_version + 1  # one commit for everything
@@ -127,8 +148,11 @@ BAD_INPUT = [
     (lambda a, _: a.add_many([b"x"], aliases=["asset_1"]), ValidationError, "reserved"),
     (lambda a, _: a.add_many([b"x", b"y"], aliases=["d", "d"]), ValidationError, "twice"),
     (lambda a, _: a.add_many([b"x"], aliases=["a", "b"]), ValidationError, "2 values for 1"),
-    (lambda a, _: a.add_many([b"x"], metadata=[{"v": float("nan")}]), ValidationError,
-     "row 0: metadata"),
+    (
+        lambda a, _: a.add_many([b"x"], metadata=[{"v": float("nan")}]),
+        ValidationError,
+        "row 0: metadata",
+    ),
     (lambda a, _: a.add_many([b"x"], metadata=["{}"]), ValidationError, "must be a dict"),
     (lambda a, _: a.add_many([b"x"], media_types=["jpeg"]), ValidationError, "type/subtype"),
     (lambda a, _: a.add(b"x", created_by=3), ValidationError, "created_by"),
@@ -161,27 +185,41 @@ def test_bad_input_is_refused_and_changes_nothing(tmp_path):
 
 
 def _annotate(lake, *records: dict) -> list[str]:
-    recs = [AnnotationRecord(set_id="annset_t", label="x", source_kind="human", source_name="t",
-                             **fields) for fields in records]
+    recs = [
+        AnnotationRecord(
+            set_id="annset_t", label="x", source_kind="human", source_name="t", **fields
+        )
+        for fields in records
+    ]
     lake.commit([Append("annotation_records", to_arrow(recs, AnnotationRecord))])
     return [r.annotation_id for r in recs]
 
 
 def test_delete_is_refused_while_anything_holds_the_asset(lake):
     assets = Assets(lake)
-    rows = assets.add_many([f"p{i}".encode() for i in range(6)], kind="blob",
-                           aliases=[f"d/{i}" for i in range(6)])
+    rows = assets.add_many(
+        [f"p{i}".encode() for i in range(6)], kind="blob", aliases=[f"d/{i}" for i in range(6)]
+    )
     ids = rows["asset_id"].to_pylist()
     datum = Datums(lake).add({"image": ids[0]})
     Collections(lake).create("holders")
     Collections(lake).add("holders", [ids[1]])
     pin = Retentions(lake).pin([ids[2]], owner_id="release-1")
-    box, mask = _annotate(lake, {"asset_id": ids[3], "kind": "bbox", "bbox": (1.0, 1.0, 2.0, 2.0)},
-                          {"datum_id": datum.datum_id, "kind": "mask", "mask_asset_id": ids[4]})
+    box, mask = _annotate(
+        lake,
+        {"asset_id": ids[3], "kind": "bbox", "bbox": (1.0, 1.0, 2.0, 2.0)},
+        {"datum_id": datum.datum_id, "kind": "mask", "mask_asset_id": ids[4]},
+    )
     pins = lake.snapshot().pins
-    for i, holder in enumerate([f"datum {datum.datum_id}", f"collection item .*/{ids[1]}",
-                                f"retention {pin['retention_id'][0]}",
-                                f"annotation record {box}", f"annotation record {mask}"]):
+    for i, holder in enumerate(
+        [
+            f"datum {datum.datum_id}",
+            f"collection item .*/{ids[1]}",
+            f"retention {pin['retention_id'][0]}",
+            f"annotation record {box}",
+            f"annotation record {mask}",
+        ]
+    ):
         with pytest.raises(InUseError, match=f"{ids[i]} by {holder}"):
             assets.delete([ids[i], ids[5]])
     with pytest.raises(InUseError) as err:

@@ -22,8 +22,7 @@ from lakecore.errors import (
 def test_collection_lifecycle(lake):
     ids = Assets(lake).add_many([b"a", b"b", b"c"], kind="blob")["asset_id"].to_pylist()
     colls = Collections(lake)
-    c = colls.create("import-may", description="May batch", metadata={"n": 3},
-                     created_by="ci")
+    c = colls.create("import-may", description="May batch", metadata={"n": 3}, created_by="ci")
     assert colls.get("import-may") == c == colls.get(c.collection_id)
     assert colls.list()["name"].to_pylist() == ["import-may"]
 
@@ -76,8 +75,14 @@ def test_retentions_pin_unpin(lake):
     ids = assets.add_many([b"x", b"y"], kind="blob")["asset_id"].to_pylist()
     rets = Retentions(lake)
     until = datetime.now(UTC) + timedelta(days=30)
-    rows = rets.pin([ids[0], ids[1], ids[0]], owner_type="dataset_version", owner_id="dsv_1",
-                    policy="delete_when_unreferenced", expires_at=until, by="ci")
+    rows = rets.pin(
+        [ids[0], ids[1], ids[0]],
+        owner_type="dataset_version",
+        owner_id="dsv_1",
+        policy="delete_when_unreferenced",
+        expires_at=until,
+        by="ci",
+    )
     assert rows.num_rows == 2 and set(rows["owner_type"].to_pylist()) == {"dataset_version"}
     manual = rets.pin(ids[0], owner_id="me")
     assert rets.for_asset(ids[0]).num_rows == 2 and rets.table().num_rows == 3
@@ -89,8 +94,11 @@ def test_retentions_pin_unpin(lake):
         (lambda: rets.pin(ids, owner_id=""), ValidationError, "owner_id"),
         (lambda: rets.pin(ids, owner_type="boss", owner_id="x"), ValidationError, "owner_type"),
         (lambda: rets.pin(ids, owner_id="x", policy="forever"), ValidationError, "policy"),
-        (lambda: rets.pin(ids, owner_id="x", expires_at=datetime(2030, 1, 1)), ValidationError,
-         "timezone"),
+        (
+            lambda: rets.pin(ids, owner_id="x", expires_at=datetime(2030, 1, 1)),
+            ValidationError,
+            "timezone",
+        ),
         (lambda: rets.pin(["asset_zz"], owner_id="x"), AssetNotFoundError, "asset_zz"),
         (lambda: rets.unpin(["retention_zz"]), NotFoundError, "retention_zz"),
         (lambda: rets.for_asset(""), ValidationError, "asset_id"),

@@ -1,4 +1,4 @@
-"""The multi-table commit protocol: atomicity, kill -9 at every step, stalled writers, concurrency."""
+"""Multi-table commit protocol: atomicity, kill -9 at each step, stalled writers, concurrency."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from _workers import TABLES, commit_one, ops, writer_loop
 
 from lakecore.catalog.commit import set_fault_hook
 from lakecore.errors import TableNotFoundError, ValidationError
-from lakecore.tables import Append, Delete, Upsert, to_arrow
+from lakecore.tables import Delete, Upsert, to_arrow
 from schemas import Alias
 
 STEPS = [
@@ -65,7 +65,9 @@ def test_failing_build_writes_nothing(lake):
     assert_consistent(lake.snapshot(), {"t0": 2})
 
 
-@pytest.mark.parametrize("step", ["table_committed:assets", "table_committed:datums", "before_swap"])
+@pytest.mark.parametrize(
+    "step", ["table_committed:assets", "table_committed:datums", "before_swap"]
+)
 def test_exception_mid_commit_leaves_lake_as_before(lake, step):
     lake.commit(ops("t0", 2))
 
@@ -109,8 +111,11 @@ def test_kill_9_at_each_step(where, step):
     lake = where.connect(lease_ttl=1.0)
     lake.commit(ops("t0", 2))
     ctx = mp.get_context("spawn")
-    child = ctx.Process(target=commit_one, args=(where.uri, where.options, "t1", 2),
-                        kwargs={"kill_at": step, "ttl": 1.0})
+    child = ctx.Process(
+        target=commit_one,
+        args=(where.uri, where.options, "t1", 2),
+        kwargs={"kill_at": step, "ttl": 1.0},
+    )
     child.start()
     child.join(120)
     assert child.exitcode == -9, "the writer should have been killed"
@@ -129,8 +134,11 @@ def test_stalled_writer_never_gets_rows_published(where):
     lake = where.connect(lease_ttl=1.0)
     lake.commit(ops("t0", 2))
     ctx = mp.get_context("spawn")
-    zombie = ctx.Process(target=commit_one, args=(where.uri, where.options, "za", 2),
-                         kwargs={"stall_at": "table_committed:assets", "stall": 4.0, "ttl": 1.0})
+    zombie = ctx.Process(
+        target=commit_one,
+        args=(where.uri, where.options, "za", 2),
+        kwargs={"stall_at": "table_committed:assets", "stall": 4.0, "ttl": 1.0},
+    )
     zombie.start()
     deadline = time.monotonic() + 60
     while lake._tables.latest("assets").version == lake.snapshot().pins["assets"]:
@@ -152,8 +160,10 @@ def test_concurrent_writers_lose_nothing(where):
     lake = where.connect()
     ctx = mp.get_context("spawn")
     start_at = time.time() + 4.0
-    procs = [ctx.Process(target=writer_loop, args=(where.uri, where.options, w, commits, n, start_at))
-             for w in range(writers)]
+    procs = [
+        ctx.Process(target=writer_loop, args=(where.uri, where.options, w, commits, n, start_at))
+        for w in range(writers)
+    ]
     for p in procs:
         p.start()
     for p in procs:

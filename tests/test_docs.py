@@ -18,4 +18,4 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
     for block in blocks:
-        exec(compile(block, str(page), "exec"), namespace)  # noqa: S102
+        exec(compile(block, str(page), "exec"), namespace)

@@ -41,8 +41,13 @@ def test_memory_lake_is_private_and_ephemeral():
 
 @pytest.mark.parametrize(
     ("uri", "message"),
-    [("", "empty lake URI"), ("ftp://x/y", "unsupported URI scheme"), ("s3://", "expected s3://"),
-     ("memory://", "bad memory URI"), ("memory://../x", "bad memory URI")],
+    [
+        ("", "empty lake URI"),
+        ("ftp://x/y", "unsupported URI scheme"),
+        ("s3://", "expected s3://"),
+        ("memory://", "bad memory URI"),
+        ("memory://../x", "bad memory URI"),
+    ],
 )
 def test_bad_uris(uri, message):
     with pytest.raises(ConfigError, match=message):
@@ -63,14 +68,19 @@ def test_newer_format_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="upgrade lakecore"):
         lakecore.connect(tmp_path / "l")
     path.write_text("{not json")
-    with pytest.raises(ConfigError, match="not a valid lake.json"):
+    with pytest.raises(ConfigError, match=r"not a valid lake\.json"):
         lakecore.connect(tmp_path / "l")
     assert lake.info.format_version == FORMAT_VERSION
 
 
 def test_unreachable_s3_is_a_storage_error():
-    opts = {"endpoint": "http://127.0.0.1:9", "allow_http": "true", "aws_access_key_id": "x",
-            "aws_secret_access_key": "x", "region": "us-east-1"}
+    opts = {
+        "endpoint": "http://127.0.0.1:9",
+        "allow_http": "true",
+        "aws_access_key_id": "x",
+        "aws_secret_access_key": "x",
+        "region": "us-east-1",
+    }
     with pytest.raises(StorageError):
         lakecore.connect("s3://nobucket/lake", storage_options=opts)
 
@@ -86,7 +96,9 @@ def test_errors_pickle():
 
 
 def test_import_lakecore_stays_light():
-    code = ("import sys, lakecore; heavy = [m for m in ('torch', 'fastapi', 'duckdb', 'boto3') "
-            "if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, lakecore; heavy = [m for m in ('torch', 'fastapi', 'duckdb', 'boto3') "
+        "if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
-import pytest
 from _stream_worker import expected_sha, run
 
 GIB = 1 << 30

@@ -197,8 +197,12 @@ STRATEGIES = {
         tag=st.just("prod"),
         version_id=st.none() | ident.map(lambda s: f"dsv_{s}"),
     ),
-    "dataset_members": st.builds(S.DatasetMember, dataset_name=ident, datum_id=ident.map(
-        lambda s: f"datum_{s}"), split=st.none() | st.sampled_from(["train", "val"])),
+    "dataset_members": st.builds(
+        S.DatasetMember,
+        dataset_name=ident,
+        datum_id=ident.map(lambda s: f"datum_{s}"),
+        split=st.none() | st.sampled_from(["train", "val"]),
+    ),
     "upload_sessions": st.builds(
         S.UploadSession,
         mount=st.just("lake"),
