@@ -7,6 +7,8 @@ Scenarios:
              annotations.add of 100k and 1M records vs raw Lance
   versions   commit of an N-datum version, a 1% child, to_arrow vs raw scan, streaming memory
   importers  the COCO sample and an N-image VOC-style tree vs the anchor system's importer
+  loaders    N x 4 KiB samples through a 2-worker DataLoader vs Lance's loader and HF datasets;
+             100 KB payload streaming vs plain files; peak RSS
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "scenario", choices=["payloads", "commit", "ingest", "versions", "importers"]
+        "scenario",
+        choices=["payloads", "commit", "ingest", "versions", "importers", "loaders"],
     )
     parser.add_argument("--size", type=int, default=None)
     args = parser.parse_args(argv)
@@ -55,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         size = args.size or 10_000
         rows = importers.run(size)
         notes = ["anchor: its VOC importer took 0.42 s for 6 images (14.3 images/s), measured"]
+    elif args.scenario == "loaders":
+        from bench import loaders
+
+        size = args.size or 50_000
+        rows = loaders.run(size)
+        notes = list(loaders.NOTES)
     elif args.scenario == "versions":
         from bench import versions
 

@@ -20,18 +20,21 @@ ANCHOR_DATUM_S = 0.0176  # measured per datum with 5 boxes
 LABELS = ["cat", "dog", "person", "car", "bird"]
 
 
-def _records(datum_ids: pa.Array, asset_ids: pa.Array, per: int, rng: np.random.Generator
-             ) -> pa.Table:
+def _records(
+    datum_ids: pa.Array, asset_ids: pa.Array, per: int, rng: np.random.Generator
+) -> pa.Table:
     n = len(datum_ids) * per
     idx = np.repeat(np.arange(len(datum_ids)), per)
     boxes = rng.uniform(0, 500, size=(n, 4)).astype(np.float32)
-    return pa.table({
-        "datum_id": datum_ids.take(pa.array(idx)),
-        "asset_id": asset_ids.take(pa.array(idx)),
-        "kind": pa.array(["bbox"] * n),
-        "label": pa.array(np.array(LABELS)[rng.integers(0, len(LABELS), n)]),
-        "bbox": pa.FixedSizeListArray.from_arrays(pa.array(boxes.ravel()), 4),
-    })
+    return pa.table(
+        {
+            "datum_id": datum_ids.take(pa.array(idx)),
+            "asset_id": asset_ids.take(pa.array(idx)),
+            "kind": pa.array(["bbox"] * n),
+            "label": pa.array(np.array(LABELS)[rng.integers(0, len(LABELS), n)]),
+            "bbox": pa.FixedSizeListArray.from_arrays(pa.array(boxes.ravel()), 4),
+        }
+    )
 
 
 def ingest(size: int, per: int = 5, payload: int = 4096) -> list[dict[str, Any]]:
@@ -41,31 +44,54 @@ def ingest(size: int, per: int = 5, payload: int = 4096) -> list[dict[str, Any]]
     work = Path(tempfile.mkdtemp(prefix="lakecore-bench-"))
     try:
         lake = lakecore.connect(work / "lake")
-        schema = lake.annotations.create_schema("b", task_type="detection", labels=LABELS,
-                                                allowed_kinds=["bbox"])
+        schema = lake.annotations.create_schema(
+            "b", task_type="detection", labels=LABELS, allowed_kinds=["bbox"]
+        )
         gt = lake.annotations.create_set("gt", schema_id=schema.schema_id)
         t0 = time.perf_counter()
         assets = lake.assets.add_many(blobs, kind="blob")
         t1 = time.perf_counter()
-        datums = lake.datums.add_many(pa.table({
-            "assets": pa.array([[("image", a)] for a in assets["asset_id"].to_pylist()],
-                               pa.map_(pa.string(), pa.string())),
-            "split": ["train"] * size}))
+        datums = lake.datums.add_many(
+            pa.table(
+                {
+                    "assets": pa.array(
+                        [[("image", a)] for a in assets["asset_id"].to_pylist()],
+                        pa.map_(pa.string(), pa.string()),
+                    ),
+                    "split": ["train"] * size,
+                }
+            )
+        )
         t2 = time.perf_counter()
-        written = lake.annotations.add(gt.set_id, _records(datums["datum_id"].combine_chunks(),
-                                                           assets["asset_id"].combine_chunks(),
-                                                           per, rng))
+        written = lake.annotations.add(
+            gt.set_id,
+            _records(
+                datums["datum_id"].combine_chunks(), assets["asset_id"].combine_chunks(), per, rng
+            ),
+        )
         t3 = time.perf_counter()
         # raw Lance: the same Arrow rows (and payloads in a blob column), no validation/atomicity
         snap = lake.snapshot()
         same = {n: snap.to_table(n) for n in ("assets", "datums", "annotation_records")}
-        blob_rows = lake.objects.mount("lake").dataset(refresh=True).scanner(
-            columns=["sha256", "size"]).to_table()
+        blob_rows = (
+            lake.objects.mount("lake")
+            .dataset(refresh=True)
+            .scanner(columns=["sha256", "size"])
+            .to_table()
+        )
         payload_table = blob_rows.append_column("data", pa.array(blobs, pa.large_binary()))
         r0 = time.perf_counter()
-        lance.write_dataset(payload_table, str(work / "raw-blobs.lance"), schema=pa.schema([
-            payload_table.schema.field(0), payload_table.schema.field(1),
-            pa.field("data", pa.large_binary(), metadata={"lance-encoding:blob": "true"})]))
+        lance.write_dataset(
+            payload_table,
+            str(work / "raw-blobs.lance"),
+            schema=pa.schema(
+                [
+                    payload_table.schema.field(0),
+                    payload_table.schema.field(1),
+                    pa.field("data", pa.large_binary(), metadata={"lance-encoding:blob": "true"}),
+                ]
+            ),
+        )
         for name, table in same.items():
             lance.write_dataset(table, str(work / f"raw-{name}.lance"))
         raw = time.perf_counter() - r0
@@ -74,12 +100,24 @@ def ingest(size: int, per: int = 5, payload: int = 4096) -> list[dict[str, Any]]
     total = t3 - t0
     anchor = size * (ANCHOR_ASSET_S + ANCHOR_DATUM_S)
     return [
-        {"case": f"ingest {size} assets (4 KiB) + {size} datums + {written.num_rows} boxes",
-         "lakecore": total, "baseline": anchor, "baseline_name": "anchor system (measured/item)",
-         "ratio": anchor / total, "unit": "s", "goal": "ratio >= 1000 (<= 0.26 s at 10k)"},
-        {"case": "  same rows, raw Lance writes (no validation, not atomic)", "lakecore": total,
-         "baseline": raw, "baseline_name": "raw lance.write_dataset", "ratio": raw / total,
-         "unit": "s", "goal": "ratio >= 0.5 (>= 50% of raw throughput)"},
+        {
+            "case": f"ingest {size} assets (4 KiB) + {size} datums + {written.num_rows} boxes",
+            "lakecore": total,
+            "baseline": anchor,
+            "baseline_name": "anchor system (measured/item)",
+            "ratio": anchor / total,
+            "unit": "s",
+            "goal": "ratio >= 1000 (<= 0.26 s at 10k)",
+        },
+        {
+            "case": "  same rows, raw Lance writes (no validation, not atomic)",
+            "lakecore": total,
+            "baseline": raw,
+            "baseline_name": "raw lance.write_dataset",
+            "ratio": raw / total,
+            "unit": "s",
+            "goal": "ratio >= 0.5 (>= 50% of raw throughput)",
+        },
         {"case": "  assets.add_many", "lakecore": t1 - t0, "unit": "s", "goal": ""},
         {"case": "  datums.add_many", "lakecore": t2 - t1, "unit": "s", "goal": ""},
         {"case": "  annotations.add", "lakecore": t3 - t2, "unit": "s", "goal": ""},
@@ -93,8 +131,9 @@ def records_only(n: int) -> dict[str, Any]:
     try:
         lake = lakecore.connect(work / "lake")
         assets = lake.assets.add_many([i.to_bytes(4, "big") for i in range(1000)], kind="blob")
-        schema = lake.annotations.create_schema("b", task_type="detection", labels=LABELS,
-                                                allowed_kinds=["bbox"])
+        schema = lake.annotations.create_schema(
+            "b", task_type="detection", labels=LABELS, allowed_kinds=["bbox"]
+        )
         gt = lake.annotations.create_set("gt", schema_id=schema.schema_id)
         ids = assets["asset_id"].combine_chunks()
         per = n // len(ids)
@@ -107,6 +146,12 @@ def records_only(n: int) -> dict[str, Any]:
         raw = time.perf_counter() - r0
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"case": f"annotations.add of {written.num_rows} box records", "lakecore": lake_t,
-            "baseline": raw, "baseline_name": "raw lance.write_dataset", "ratio": raw / lake_t,
-            "unit": "s", "goal": "ratio >= 0.5"}
+    return {
+        "case": f"annotations.add of {written.num_rows} box records",
+        "lakecore": lake_t,
+        "baseline": raw,
+        "baseline_name": "raw lance.write_dataset",
+        "ratio": raw / lake_t,
+        "unit": "s",
+        "goal": "ratio >= 0.5",
+    }

@@ -22,11 +22,16 @@ def _lake_with_datums(path: Path, n: int, meta_bytes: int = 0) -> tuple[lakecore
     lake = lakecore.connect(path)
     assets = lake.assets.add_many([i.to_bytes(8, "big") for i in range(n)], kind="blob")
     pad = "x" * meta_bytes
-    rows = pa.table({
-        "assets": pa.array([[("image", a)] for a in assets["asset_id"].to_pylist()],
-                           pa.map_(pa.string(), pa.string())),
-        "split": ["train" if i % 10 else "val" for i in range(n)],
-        "metadata": [f'{{"i": {i}, "pad": "{pad}"}}' for i in range(n)]})
+    rows = pa.table(
+        {
+            "assets": pa.array(
+                [[("image", a)] for a in assets["asset_id"].to_pylist()],
+                pa.map_(pa.string(), pa.string()),
+            ),
+            "split": ["train" if i % 10 else "val" for i in range(n)],
+            "metadata": [f'{{"i": {i}, "pad": "{pad}"}}' for i in range(n)],
+        }
+    )
     datums = lake.datums.add_many(rows)
     return lake, datums["datum_id"].combine_chunks()
 
@@ -56,25 +61,51 @@ def run(size: int) -> list[dict[str, Any]]:
         shutil.rmtree(work, ignore_errors=True)
     stream = streaming(min(size, 50_000), 8192)
     return [
-        {"case": f"commit a version of {size} datums", "lakecore": full,
-         "baseline": size * ANCHOR_COMMIT_S, "baseline_name": "anchor (0.8 ms/entry)",
-         "ratio": size * ANCHOR_COMMIT_S / full, "unit": "s", "goal": "<= 1% of anchor (ratio >= 100)"},
-        {"case": f"commit a child changing 1% ({2 * k} datums)", "lakecore": child,
-         "baseline": full, "baseline_name": "full commit", "ratio": child / full, "unit": "s",
-         "goal": "ratio <= 0.05"},
-        {"case": f"to_arrow() of {size} datums (fresh handle)", "lakecore": read,
-         "baseline": raw_t, "baseline_name": "raw Lance scan, same rows", "ratio": raw_t / read,
-         "unit": "s", "goal": "ratio >= 0.5"},
-        {"case": f"  resolve vs anchor ({size} datums)", "lakecore": read,
-         "baseline": size * ANCHOR_RESOLVE_S, "baseline_name": "anchor (8 ms/datum)",
-         "ratio": size * ANCHOR_RESOLVE_S / read, "unit": "s", "goal": "ratio >= 1000"},
+        {
+            "case": f"commit a version of {size} datums",
+            "lakecore": full,
+            "baseline": size * ANCHOR_COMMIT_S,
+            "baseline_name": "anchor (0.8 ms/entry)",
+            "ratio": size * ANCHOR_COMMIT_S / full,
+            "unit": "s",
+            "goal": "<= 1% of anchor (ratio >= 100)",
+        },
+        {
+            "case": f"commit a child changing 1% ({2 * k} datums)",
+            "lakecore": child,
+            "baseline": full,
+            "baseline_name": "full commit",
+            "ratio": child / full,
+            "unit": "s",
+            "goal": "ratio <= 0.05",
+        },
+        {
+            "case": f"to_arrow() of {size} datums (fresh handle)",
+            "lakecore": read,
+            "baseline": raw_t,
+            "baseline_name": "raw Lance scan, same rows",
+            "ratio": raw_t / read,
+            "unit": "s",
+            "goal": "ratio >= 0.5",
+        },
+        {
+            "case": f"  resolve vs anchor ({size} datums)",
+            "lakecore": read,
+            "baseline": size * ANCHOR_RESOLVE_S,
+            "baseline_name": "anchor (8 ms/datum)",
+            "ratio": size * ANCHOR_RESOLVE_S / read,
+            "unit": "s",
+            "goal": "ratio >= 1000",
+        },
         stream,
     ]
 
 
 def _more(lake: lakecore.Lake, k: int) -> tuple[pa.Array, None]:
     assets = lake.assets.add_many([b"extra" + i.to_bytes(8, "big") for i in range(k)], kind="blob")
-    datums = lake.datums.add_many([{"assets": {"image": a}} for a in assets["asset_id"].to_pylist()])
+    datums = lake.datums.add_many(
+        [{"assets": {"image": a}} for a in assets["asset_id"].to_pylist()]
+    )
     return datums["datum_id"].combine_chunks(), None
 
 
@@ -107,7 +138,12 @@ def streaming(n: int, meta_bytes: int) -> dict[str, Any]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     size_mb = got["bytes"] / 2**20
-    return {"case": f"stream a {size_mb:.0f} MB version (to_batches 1024)",
-            "lakecore": got["growth_mb"], "baseline": size_mb, "baseline_name": "version size",
-            "ratio": got["growth_mb"] / size_mb, "unit": "MB peak RSS growth",
-            "goal": "bounded (ratio << 1)"}
+    return {
+        "case": f"stream a {size_mb:.0f} MB version (to_batches 1024)",
+        "lakecore": got["growth_mb"],
+        "baseline": size_mb,
+        "baseline_name": "version size",
+        "ratio": got["growth_mb"] / size_mb,
+        "unit": "MB peak RSS growth",
+        "goal": "bounded (ratio << 1)",
+    }

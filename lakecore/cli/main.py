@@ -22,8 +22,8 @@ from lakecore.cli._common import (
 from lakecore.cli.datasets import datasets_app
 from lakecore.cli.datasets import gc as gc_command
 from lakecore.cli.entities import alias_app, assets_app
-from lakecore.cli.io import export_app, import_app
 from lakecore.cli.entities import summary as summary_command
+from lakecore.cli.io import export_app, import_app
 from lakecore.errors import LakecoreError
 
 app = typer.Typer(

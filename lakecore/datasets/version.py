@@ -221,6 +221,19 @@ class DatasetVersionHandle:
         refs = [StorageRef.model_construct(**s) for s in assets["storage"].to_pylist()]
         return self._core.objects.get_many(refs)
 
+    def to_torch(self, **options: Any) -> Any:
+        """A PyTorch dataset over this version (see ``lakecore.loaders.to_torch``; extra
+        ``lakecore[torch]``): seeded shuffling, exact sharding over workers and ranks, resume."""
+        from lakecore.loaders import to_torch
+
+        return to_torch(self, **options)
+
+    def to_hf(self, **options: Any) -> Any:
+        """A Hugging Face ``datasets.Dataset`` of this version (extra ``lakecore[hf]``)."""
+        from lakecore.loaders import to_hf
+
+        return to_hf(self, **options)
+
     def stats(self) -> dict[str, Any]:
         """Counts: datums, datums per split, records per label and per kind."""
         members = self.members()

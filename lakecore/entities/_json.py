@@ -37,7 +37,8 @@ _SUSPECT = r"(?i)[:\[,]\s*-?(nan|inf)|,\s*[}\]]|[0-9.][eE]\+?[0-9]{3}"
 """Strings DuckDB may accept but Python's json (or our finiteness rule) would not."""
 
 
-_db: tuple[int, duckdb.DuckDBPyConnection] | None = None  # imported lazily: import lakecore stays light
+# duckdb is imported lazily so that `import lakecore` stays light
+_db: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _db_lock = threading.Lock()
 
 
