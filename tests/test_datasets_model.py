@@ -1,4 +1,4 @@
-"""Model-based: random builder sequences (branching too); every version reads exactly its content."""
+"""Model-based: random builder sequences (with branching); each version reads its content."""
 
 from __future__ import annotations
 
