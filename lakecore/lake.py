@@ -21,6 +21,7 @@ from lakecore.entities.collections import Collections, Retentions
 from lakecore.entities.datums import Datums
 from lakecore.entities.summary import summary
 from lakecore.errors import ConfigError, LakeNotFoundError, StorageError
+from lakecore.query import QueryEngine
 from lakecore.storage import (
     DEFAULT_LARGE_THRESHOLD,
     LakeUri,
@@ -78,6 +79,7 @@ class Lake:
         self.datums = Datums(self)
         self.annotations = Annotations(self)
         self.datasets = Datasets(self)
+        self._query: QueryEngine | None = None
 
     def __repr__(self) -> str:
         return f"Lake({self.uri!r}, id={self.info.lake_id!r})"
@@ -104,6 +106,30 @@ class Lake:
     ) -> CommitResult:
         """Commit table operations atomically across tables (see ``lakecore.catalog``)."""
         return self._catalog.commit(ops, build=build, message=message)
+
+    # -- SQL (DuckDB, imported on first use) ----------------------------------------------------
+    @property
+    def query(self) -> QueryEngine:
+        """The lake's SQL engine (one per lake; caches immutable table versions)."""
+        if self._query is None:
+            self._query = QueryEngine(self)
+        return self._query
+
+    def sql(self, query: str, params: Any = None) -> pa.Table:
+        """Run read-only SQL over every table and dataset version; see ``docs/sql.md``."""
+        return self.query.sql(query, params)
+
+    def sql_reader(self, query: str, params: Any = None) -> pa.RecordBatchReader:
+        """Like :meth:`sql`, streamed as Arrow record batches."""
+        return self.query.sql_reader(query, params)
+
+    def duckdb(self, refs: Sequence[str] = ()) -> Any:
+        """A DuckDB connection with every table (and the named dataset versions) registered."""
+        return self.query.duckdb(refs)
+
+    def polars(self, table: str) -> Any:
+        """A polars LazyFrame of a table, a view or a ``"name@version"`` dataset version."""
+        return self.query.polars(table)
 
     def gc(
         self, *, dry_run: bool = True, grace: timedelta = timedelta(hours=1), compact: bool = True

@@ -24,6 +24,7 @@ from lakecore.cli.datasets import gc as gc_command
 from lakecore.cli.entities import alias_app, assets_app
 from lakecore.cli.entities import summary as summary_command
 from lakecore.cli.io import export_app, import_app
+from lakecore.cli.sql import sql as sql_command
 from lakecore.errors import LakecoreError
 
 app = typer.Typer(
@@ -118,6 +119,7 @@ def get(
 
 app.command("summary")(summary_command)
 app.command("gc")(gc_command)
+app.command("sql")(sql_command)
 app.add_typer(assets_app, name="assets")
 app.add_typer(alias_app, name="alias")
 app.add_typer(datasets_app, name="datasets")
