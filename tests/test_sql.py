@@ -20,34 +20,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lakecore.errors import QueryError
-from lakecore.lake import Lake
 from lakecore.query import QueryEngine, parse_size
 from lakecore.tables import Append, Delete
 from lakecore.tables.arrow import layout
 from lakecore.tables.spec import entity_specs
 from lakecore.tables.write import Reindex
 from schemas import AnnotationRecord
-
-WIRED = all(hasattr(Lake, m) for m in ("sql", "sql_reader", "duckdb", "polars"))
-
-
-@pytest.fixture
-def wired(monkeypatch):
-    """``lake.sql`` & co. The lead wires them in lake.py; until then the test patches Lake."""
-    if WIRED:
-        return
-    engines: dict[int, QueryEngine] = {}
-
-    def engine(lake: Lake) -> QueryEngine:
-        return engines.setdefault(id(lake), QueryEngine(lake))
-
-    for name in ("sql", "sql_reader", "duckdb", "polars"):
-        monkeypatch.setattr(
-            Lake,
-            name,
-            lambda self, *a, _n=name, **k: getattr(engine(self), _n)(*a, **k),
-            raising=False,
-        )
 
 
 @pytest.fixture
@@ -620,7 +598,6 @@ def test_user_duckdb_connection(lake, small, engine, tmp_path):
     con.close()
 
 
-@pytest.mark.xfail(not WIRED, reason="lead: wire QueryEngine into lakecore/lake.py", strict=True)
 def test_lake_is_wired(lake, small):
     assert lake.sql("SELECT count(*) AS n FROM datums")["n"][0].as_py() == 8
     assert lake.sql_reader("SELECT 1 AS one").read_all()["one"][0].as_py() == 1
@@ -630,58 +607,65 @@ def test_lake_is_wired(lake, small):
 
 # -- the command line ----------------------------------------------------------------------------
 def _cli() -> typer.Typer:
-    from lakecore.cli.sql import sql
+    from lakecore.cli.main import app
 
-    app = typer.Typer()
-    app.command()(sql)
     return app
 
 
 def _args(where: Any) -> list[str]:
+    """The options of ``lakecore sql`` (the query goes first, before them)."""
     args = ["--lake", where.uri]
     for k, v in (where.options or {}).items():
         args += ["--option", f"{k}={v}"]
     return args
 
 
-def test_cli_formats(where, lake, small, wired, tmp_path):
+def test_cli_formats(where, lake, small, tmp_path):
     runner = CliRunner()
     q = "SELECT label, count(*) AS n FROM boxes GROUP BY label ORDER BY label"
-    res = runner.invoke(_cli(), [q, *_args(where)])
+    res = runner.invoke(_cli(), ["sql", q, *_args(where)])
     assert res.exit_code == 0, res.output
     assert "person" in res.output and "20" in res.output
-    res = runner.invoke(_cli(), [q, *_args(where), "--format", "csv"])
+    res = runner.invoke(_cli(), ["sql", q, *_args(where), "--format", "csv"])
     assert res.exit_code == 0, res.output
     assert res.output.splitlines()[0] == '"label","n"' and '"person",20' in res.output
-    res = runner.invoke(_cli(), [q, *_args(where), "--format", "json"])
+    res = runner.invoke(_cli(), ["sql", q, *_args(where), "--format", "json"])
     assert json.loads(res.output)[3] == {"label": "person", "n": 20}
     out = tmp_path / "boxes.parquet"
     res = runner.invoke(
-        _cli(), ["SELECT * FROM boxes", *_args(where), "--format", "parquet", "--out", str(out)]
+        _cli(),
+        ["sql", "SELECT * FROM boxes", *_args(where), "--format", "parquet", "--out", str(out)],
     )
     assert res.exit_code == 0, res.output
     assert pq.read_table(out).num_rows == 32
     csv_out = tmp_path / "datums.csv"  # nested columns (map) become JSON text in CSV
     res = runner.invoke(
-        _cli(), ["SELECT * FROM datums", *_args(where), "--format", "csv", "--out", str(csv_out)]
+        _cli(),
+        ["sql", "SELECT * FROM datums", *_args(where), "--format", "csv", "--out", str(csv_out)],
     )
     assert res.exit_code == 0, res.output
     assert '"image"' in csv_out.read_text()
     res = runner.invoke(
         _cli(),
-        ["SELECT * FROM datums WHERE split = ?", *_args(where), "--param", "val", "-f", "json"],
+        [
+            "sql",
+            "SELECT * FROM datums WHERE split = ?",
+            *_args(where),
+            "--param",
+            "val",
+            "-f",
+            "json",
+        ],
     )
     assert len(json.loads(res.output)) == 3
 
 
-def test_cli_errors_and_shell(where, lake, small, wired):
-    from lakecore.cli.main import main  # noqa: F401 - the app the lead mounts the command on
-
+def test_cli_errors_and_shell(where, lake, small):
     runner = CliRunner()
-    res = runner.invoke(_cli(), ["DROP TABLE datums", *_args(where)])
+    res = runner.invoke(_cli(), ["sql", "DROP TABLE datums", *_args(where)])
     assert res.exit_code != 0 and "read-only" in str(res.exception)
     shell_input = ".tables\nSELECT count(*) AS n\n  FROM datums;\nSELEC broken;\n.quit\n"
-    res = runner.invoke(_cli(), _args(where), input=shell_input)
+    res = runner.invoke(_cli(), ["sql", *_args(where)], input=shell_input)
     assert res.exit_code == 0, res.output
     assert "annotation_records" in res.output and "8" in res.output
     assert "error" in res.output.lower()

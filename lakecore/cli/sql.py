@@ -78,9 +78,13 @@ def _write(reader: pa.RecordBatchReader, fmt: Format, out: Path | None, limit: i
             if seen > limit:
                 break
         table = pa.Table.from_batches(batches, schema=reader.schema)
-        print_table(table, limit=limit)
+        print_table(table.slice(0, limit), limit=limit)
         if seen <= limit:
             console.print(f"[dim]{seen} row{'s' if seen != 1 else ''}[/]")
+        else:
+            console.print(
+                f"[dim]first {limit} rows shown (--limit N for more, --format csv|json for all)[/]"
+            )
         reader.close()
         return
     if fmt is Format.PARQUET:
