@@ -101,6 +101,11 @@ _KIND_GEOMETRY: dict[AnnotationKind, tuple[tuple[str, ...], frozenset[str]]] = {
     AnnotationKind.CAPTION: (("text",), frozenset({"text"})),
 }
 
+GEOMETRY_FIELDS = _GEOMETRY_FIELDS
+"""Every geometry column of an annotation record."""
+KIND_GEOMETRY = _KIND_GEOMETRY
+"""kind -> (fields of which one must be set, fields that may be set)."""
+
 _FLAT_SOURCE_FIELDS = ("source_kind", "source_name", "source_version", "run_id")
 
 

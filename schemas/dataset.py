@@ -125,7 +125,7 @@ class DatasetMember(LakeModel):
     )
     dataset_name: Annotated[DatasetName, Index("BTREE")]
     datum_id: Annotated[IdStr, Index("BTREE")]
-    split: str | None = Field(default=None, description="Split in this dataset (overrides datum's).")
+    split: str | None = Field(default=None, description="The datum's split in this dataset.")
 
     @model_validator(mode="before")
     @classmethod

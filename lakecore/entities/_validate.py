@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from lakecore.entities._json import JsonColumn
 from lakecore.errors import ValidationError
 from schemas import AnnotationKind, SourceKind
-from schemas.annotation import _GEOMETRY_FIELDS, _KIND_GEOMETRY
+from schemas.annotation import GEOMETRY_FIELDS, KIND_GEOMETRY
 
 __all__ = ["Column", "Failures", "check_structure", "column_mask", "combined", "show"]
 
@@ -127,7 +127,7 @@ def check_structure(f: Failures) -> None:
     f.flag(code < 0, "kind", lambda r: f"kind {show(f.value('kind', r))} is not one of {KINDS}")
     _check_target_and_label(f, kind)
     _check_geometry_presence(f, code)
-    used = {c for c in _GEOMETRY_FIELDS if t[c].null_count < f.n}
+    used = {c for c in GEOMETRY_FIELDS if t[c].null_count < f.n}
     for name, (k, a, b) in _FIXED.items():
         if name in used:
             _check_fixed(f, name, k, a, b)
@@ -191,11 +191,11 @@ def _check_target_and_label(f: Failures, kind: Column) -> None:
 def _check_geometry_presence(f: Failures, code: np.ndarray) -> None:
     """Exactly the geometry fields of each row's kind (``code`` indexes KINDS, -1 unknown)."""
     t = f.table
-    present = {c: column_mask(t[c].is_valid()) for c in _GEOMETRY_FIELDS}
-    for c in _GEOMETRY_FIELDS:
-        allowed = [KINDS.index(k.value) for k, (_, may) in _KIND_GEOMETRY.items() if c in may]
+    present = {c: column_mask(t[c].is_valid()) for c in GEOMETRY_FIELDS}
+    for c in GEOMETRY_FIELDS:
+        allowed = [KINDS.index(k.value) for k, (_, may) in KIND_GEOMETRY.items() if c in may]
         _flag_foreign(f, c, present[c] & (code >= 0) & ~np.isin(code, allowed))
-    for k, (one_of, _) in _KIND_GEOMETRY.items():
+    for k, (one_of, _) in KIND_GEOMETRY.items():
         if one_of:
             has = np.logical_or.reduce([present[c] for c in one_of])
             missing = (code == KINDS.index(k.value)) & ~has

@@ -24,6 +24,7 @@ from lakecore.entities._checks import map_entries
 from lakecore.errors import ConfigError, NotFoundError, ObjectNotFoundError, ValidationError
 from lakecore.storage import PayloadStore, parse
 from schemas import LakeInfo, StorageRef
+from schemas.annotation import GEOMETRY_FIELDS
 
 __all__ = ["KINDS", "Annotations", "Locations", "Plan", "Source", "build_plan"]
 
@@ -49,17 +50,7 @@ _RECORD_COLUMNS = [
     "label",
     "label_id",
     "score",
-    "bbox",
-    "rotated_bbox",
-    "polygon",
-    "polyline",
-    "ellipse",
-    "keypoints",
-    "keypoint_visibility",
-    "mask_rle",
-    "mask_asset_id",
-    "mask_value",
-    "text",
+    *GEOMETRY_FIELDS,
 ]
 
 Filter: TypeAlias = str | pc.Expression | Callable[[pa.Table], Any] | None
@@ -327,23 +318,7 @@ def _annotations(
         mask_item=mask_item,
         mask_value=np.asarray(picked["mask_value"].fill_null(-1), dtype=np.int64),
         columns=picked.select(
-            [
-                "annotation_id",
-                "kind",
-                "label",
-                "score",
-                "bbox",
-                "rotated_bbox",
-                "polygon",
-                "polyline",
-                "ellipse",
-                "keypoints",
-                "keypoint_visibility",
-                "mask_rle",
-                "mask_asset_id",
-                "mask_value",
-                "text",
-            ]
+            ["annotation_id", "kind", "label", "score", *GEOMETRY_FIELDS]
         ).combine_chunks(),
         kinds=present,
     )
