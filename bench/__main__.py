@@ -7,6 +7,7 @@ Scenarios:
              annotations.add of 100k and 1M records vs raw Lance
   versions   commit of an N-datum version, a 1% child, to_arrow vs raw scan, streaming memory
   importers  the COCO sample and an N-image VOC-style tree vs the anchor system's importer
+  sql        N annotation records over N/10 datums: lake SQL vs DuckDB on Parquet and native
   loaders    N x 4 KiB samples through a 2-worker DataLoader vs Lance's loader and HF datasets;
              100 KB payload streaming vs plain files; peak RSS
 """
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "scenario",
-        choices=["payloads", "commit", "ingest", "versions", "importers", "loaders"],
+        choices=["payloads", "commit", "ingest", "versions", "importers", "loaders", "sql"],
     )
     parser.add_argument("--size", type=int, default=None)
     args = parser.parse_args(argv)
@@ -71,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = versions.run(size)
         notes = ["anchor: 0.8 ms per manifest entry to create a version, 8 ms per datum "
                  "to resolve one (measured live)"]
+    elif args.scenario == "sql":
+        from bench import sql
+
+        size = args.size or 1_000_000
+        rows = sql.run(size)
+        notes = list(sql.NOTES)
     else:
         from bench import commit
 

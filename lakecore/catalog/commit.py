@@ -65,6 +65,8 @@ CATALOG_SCHEMA = pa.schema(
 )
 
 _fault_hook: Callable[[str], None] | None = None
+_PIN_CACHE = 256
+"""Catalog versions whose pins a Catalog keeps in memory."""
 
 
 def set_fault_hook(hook: Callable[[str], None] | None) -> None:
@@ -149,6 +151,8 @@ class Catalog:
         self.lease_timeout = lease_timeout
         self.max_attempts = max_attempts
         self._local = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._pin_cache: dict[tuple[int, tuple[str, ...]], dict[str, int]] = {}
 
     # -- reading ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -173,11 +177,31 @@ class Catalog:
     def _read(self) -> tuple[int, dict[str, int]]:
         try:
             ds = lance.dataset(self.uri, storage_options=self.store.options)
-            rows = ds.to_table()
+            return int(ds.version), self._pins(ds)
         except (OSError, ValueError) as exc:
             raise StorageError(f"cannot read the lake catalog at {self.uri}: {exc}") from exc
-        pins = dict(zip(rows["table"].to_pylist(), rows["version"].to_pylist(), strict=True))
-        return int(ds.version), pins
+
+    def _pins(self, ds: LanceDataset) -> dict[str, int]:
+        """The pins of one catalog version (a copy), read once per version.
+
+        A catalog version never changes, so its pins are cached; the key also holds the
+        version's data files (randomly named by Lance), so a catalog deleted and created again at
+        the same place is never confused with the old one.
+        """
+        key = (
+            int(ds.version),
+            tuple(f.path for fr in ds.get_fragments() for f in fr.data_files()),
+        )
+        with self._cache_lock:
+            pins = self._pin_cache.get(key)
+        if pins is None:
+            rows = ds.to_table()
+            pins = dict(zip(rows["table"].to_pylist(), rows["version"].to_pylist(), strict=True))
+            with self._cache_lock:
+                self._pin_cache[key] = pins
+                while len(self._pin_cache) > _PIN_CACHE:
+                    self._pin_cache.pop(next(iter(self._pin_cache)))
+        return dict(pins)
 
     def snapshot(self) -> Snapshot:
         """Read the catalog once and return the consistent view it pins."""
@@ -187,15 +211,15 @@ class Catalog:
     def snapshot_at(self, catalog_version: int) -> Snapshot:
         """The view the catalog pinned at an earlier version of itself (time travel)."""
         try:
-            rows = lance.dataset(
+            ds = lance.dataset(
                 self.uri, version=catalog_version, storage_options=self.store.options
-            ).to_table()
+            )
+            pins = self._pins(ds)
         except (OSError, ValueError) as exc:
             raise VersionNotFoundError(
                 f"the lake catalog has no version {catalog_version} (cleaned up?)",
                 catalog_version=catalog_version,
             ) from exc
-        pins = dict(zip(rows["table"].to_pylist(), rows["version"].to_pylist(), strict=True))
         return Snapshot(self.store, catalog_version, pins)
 
     def protect(self, catalog_version: int, pins: dict[str, int]) -> None:

@@ -12,9 +12,11 @@ When the newer version only appended fragments to a cached one (``annotations.ad
 ``datums.add_many``…) and nobody reads the old one, its table is taken over and only the new
 rows are inserted: O(appended rows), not a rebuild.
 
-Small builds run in the query that first needs them. Large ones run in one background thread
-while the queries that arrive meanwhile scan Lance directly (filter and projection pushdown,
-scalar indices); once built, the next query reads the native table. A version whose estimated
+Small builds run in the query that first needs them. Large ones run in one background thread,
+started once the query that asked for them has finished (so the build does not slow that query
+down by competing for the same cores); queries that arrive meanwhile scan Lance directly
+(filter and projection pushdown, scalar indices); once built, the next query reads the native
+table. A version whose estimated
 or measured size exceeds the budget is never cached: it is always scanned directly.
 """
 
@@ -114,6 +116,7 @@ class TableCache:
         self._failed: set[Hashable] = set()
         self._pending: dict[Hashable, Future[None]] = {}
         self._queued: dict[Hashable, Build] = {}
+        self._deferred: list[Build] = []
         self._futures: set[Future[None]] = set()
         self._wanted: dict[str, Hashable] = {}
         self._doomed: list[Entry] = []
@@ -199,13 +202,22 @@ class TableCache:
         return None
 
     def _queue(self, build: Build) -> None:
-        """Build in the background (call locked)."""
-        if build.key in self._pending or self._closed:
+        """Build in the background once :meth:`start` is called (call locked)."""
+        if build.key in self._queued or self._closed:
             return
-        future = self._executor().submit(self._job, build)
-        self._pending[build.key] = future
         self._queued[build.key] = build
-        self._track(future)
+        self._deferred.append(build)
+
+    def start(self) -> None:
+        """Start the background builds queued so far (a query calls this when it ends)."""
+        with self._lock:
+            deferred, self._deferred = self._deferred, []
+            if self._closed:
+                return
+            for build in deferred:
+                future = self._executor().submit(self._job, build)
+                self._pending[build.key] = future
+                self._track(future)
 
     def _queued_builds(self) -> list[Build]:
         return list(self._queued.values())
@@ -404,6 +416,7 @@ class TableCache:
     # -- control ------------------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the background work (builds, compression) queued so far."""
+        self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
@@ -439,7 +452,7 @@ class TableCache:
                 "budget": self.budget,
                 "bytes": sum(e["bytes"] for e in entries),
                 "entries": entries,
-                "pending": len(self._pending),
+                "pending": len(self._queued),
                 "too_big": len(self._too_big),
             }
 
@@ -449,6 +462,7 @@ class TableCache:
             self._closed = True
             pool, self._pool = self._pool, None
             building = self._building
+            self._deferred.clear()
         if building is not None:  # do not wait minutes for a large build nobody will use
             building.interrupt()
         if pool is not None:

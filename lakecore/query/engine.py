@@ -593,6 +593,8 @@ class _Run:
             if cache is not None:
                 cache.release(entry)
         self.leases.clear()
+        if cache is not None:
+            cache.start()  # background builds this query asked for: now that it is done
         if ok and self.cache and not self.plain and self.engine._park(self.cursor, self.sigs):
             return
         with contextlib.suppress(Exception):
