@@ -45,7 +45,13 @@ _PIL_FORMAT = {
 }
 
 
+_FIRST_BYTES = frozenset(prefix[0] for prefix, _ in _MAGIC) | {ord("R"), ord("B")}
+"""First bytes any known magic starts with: most other payloads are told apart by one test."""
+
+
 def _magic(head: bytes) -> str | None:
+    if not head or head[0] not in _FIRST_BYTES:
+        return None
     for prefix, media in _MAGIC:
         if head.startswith(prefix):
             return media

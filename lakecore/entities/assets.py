@@ -42,6 +42,9 @@ __all__ = ["AssetSource", "Assets"]
 
 _SIZED = (AssetKind.IMAGE, AssetKind.MASK)
 
+_Stored = tuple[str | list[str], list[str], list[str], list[int]]
+"""Where payloads went, as columns: mount (one for all, or per row), key, sha256, size."""
+
 
 def _sequence(values: Any, n: int, field: str) -> list[Any]:
     if values is None:
@@ -72,11 +75,20 @@ def _check_media_types(values: list[Any]) -> pa.Array:
     return arr
 
 
-def _storage(refs: Sequence[StorageRef]) -> pa.StructArray:
+def _storage(stored: _Stored) -> pa.StructArray:
+    """The ``storage`` struct column, built from columns (no per-row objects)."""
     st = layout(Asset).schema.field("storage").type
+    mounts, keys, shas, sizes = stored
+    mount = (
+        repeat(mounts, len(keys), pa.string())
+        if isinstance(mounts, str)
+        else pa.array(mounts, pa.string())
+    )
     cols = [
-        pa.array([getattr(r, name) for r in refs], st.field(name).type)
-        for name in ("mount", "key", "sha256", "size")
+        mount,
+        pa.array(keys, st.field("key").type),
+        pa.array(shas, st.field("sha256").type),
+        pa.array(sizes, st.field("size").type),
     ]
     return pa.StructArray.from_arrays(cols, fields=list(st))
 
@@ -255,7 +267,10 @@ class Assets:
         names = self._check_aliases(aliases, n)
         meta, by = dump_json(metadata, n), check_by(created_by, "created_by")
         given = _sequence(media_types, n, "media_types")
-        staged = [stage(self.core, s, i) for i, s in enumerate(sources)]
+        staged = [
+            (s, s, None) if type(s) is bytes else stage(self.core, s, i)
+            for i, s in enumerate(sources)
+        ]
         sniffed = [sniff(head, name) for _, head, name in staged]
         media = _check_media_types([g or m for g, (m, _) in zip(given, sniffed, strict=True)])
         dims: list[tuple[int | None, int | None] | None] = [
@@ -285,27 +300,37 @@ class Assets:
         staged: list[tuple[Any, bytes, str | None]],
         mount: str | None,
         progress: Progress | None,
-    ) -> list[StorageRef]:
+    ) -> _Stored:
+        """Store the payloads (``StorageRef`` sources stay where they are); return columns."""
         todo = [i for i, (src, _, _) in enumerate(staged) if not isinstance(src, StorageRef)]
-        refs: list[StorageRef] = [src for src, _, _ in staged]
-        put = self.core.objects.put_many(
+        put = self.core.objects.put_columns(
             [staged[i][0] for i in todo], mount=mount, progress=progress
         )
-        for i, ref in zip(todo, put, strict=True):
-            refs[i] = ref
-        return refs
+        if len(todo) == len(staged):
+            return put.mount, put.keys, put.sha256, put.sizes
+        n = len(staged)
+        mounts: list[str] = [put.mount] * n
+        keys: list[str] = [""] * n
+        shas: list[str] = [""] * n
+        sizes: list[int] = [0] * n
+        for i, key, sha, size in zip(todo, put.keys, put.sha256, put.sizes, strict=True):
+            keys[i], shas[i], sizes[i] = key, sha, size
+        for i, (src, _, _) in enumerate(staged):
+            if isinstance(src, StorageRef):
+                mounts[i], keys[i], shas[i], sizes[i] = src.mount, src.key, src.sha256, src.size
+        return mounts, keys, shas, sizes
 
     def _rows(
         self,
-        refs: list[StorageRef],
+        stored: _Stored,
         kind: AssetKind,
         media: pa.Array,
         dims: list[Any],
         meta: pa.Array,
         by: str | None,
     ) -> pa.Table:
-        schema, n, now = layout(Asset).schema, len(refs), now_array(len(refs))
-        storage = _storage(refs)
+        schema, n = layout(Asset).schema, len(stored[1])
+        now, storage = now_array(n), _storage(stored)
         return pa.table(
             {
                 "asset_id": new_ids("asset", n),
