@@ -157,8 +157,9 @@ class DatasetBuilder:
                 keep = pc.invert(pc.is_in(current["datum_id"], value_set=ids))
                 col = splits if splits is not None else repeat(split, len(ids), pa.string())
                 new = pa.table({"datum_id": ids, "split": col}, schema=MEMBER_SCHEMA)
+                if pc.count_distinct(ids).as_py() != len(ids):  # later rows override
+                    new = new.take(_last_occurrence(ids))
                 current = pa.concat_tables([current.filter(keep), new])
-                current = current.take(_last_occurrence(current["datum_id"]))
                 continue
             bad = first(pc.invert(present))
             if bad is not None:
@@ -199,7 +200,7 @@ class DatasetBuilder:
             self.parent.snapshot,
             "dataset_members",
             "datum_id",
-            ids.to_pylist(),
+            ids,
             columns=["dataset_name", "datum_id", "split"],
         )
         rows = rows.filter(pc.equal(rows["dataset_name"], self.parent.name))
@@ -307,20 +308,27 @@ class DatasetBuilder:
         pos = pc.index_in(ids, value_set=head["datum_id"])
         same = pc.fill_null(pc.equal(desired["split"], head["split"].take(pos)), False)
         both_null = pc.and_(pc.is_null(desired["split"]), pc.is_null(head["split"].take(pos)))
-        upsert = desired.filter(pc.or_(pc.is_null(pos), pc.invert(pc.or_(same, both_null))))
-        if upsert.num_rows:
-            ids_up = upsert["datum_id"].combine_chunks()
-            rows = pa.table(
-                {
-                    "member_id": pc.binary_join_element_wise(f"{name}/", ids_up, ""),
-                    "dataset_name": repeat(name, len(ids_up), pa.string()),
-                    "datum_id": ids_up,
-                    "split": upsert["split"],
-                },
-                schema=layout(DatasetMember).schema,
-            )
-            ops.append(Upsert("dataset_members", rows))
+        # rows not in ``head`` have no membership row yet (``head`` holds every row of the
+        # dataset that the changes touch): append them; only re-split rows are upserted
+        new = pc.is_null(pos)
+        changed = pc.and_(pc.invert(new), pc.invert(pc.or_(same, both_null)))
+        for mask, op in ((changed, Upsert), (new, Append)):
+            part = desired.filter(mask)
+            if part.num_rows:
+                ops.append(op("dataset_members", self._member_rows(part)))
         return ops
+
+    def _member_rows(self, part: pa.Table) -> pa.Table:
+        ids = part["datum_id"].combine_chunks()
+        return pa.table(
+            {
+                "member_id": pc.binary_join_element_wise(f"{self.name}/", ids, ""),
+                "dataset_name": repeat(self.name, len(ids), pa.string()),
+                "datum_id": ids,
+                "split": part["split"],
+            },
+            schema=layout(DatasetMember).schema,
+        )
 
     def _resolve(
         self, snap: Snapshot, desired: pa.Table, head: pa.Table
@@ -337,7 +345,7 @@ class DatasetBuilder:
         )
         wanted = ids.filter(look)
         cols = ["datum_id", "split", "assets"]
-        datums = rows_where(snap, "datums", "datum_id", wanted.to_pylist(), columns=cols)
+        datums = rows_where(snap, "datums", "datum_id", wanted, columns=cols)
         extra = self._appended("datums", cols)
         if extra is not None:
             extra = extra.filter(pc.is_in(extra["datum_id"], value_set=wanted))
@@ -365,7 +373,7 @@ class DatasetBuilder:
             snap,
             "annotation_records",
             "datum_id",
-            new["datum_id"].to_pylist(),
+            new["datum_id"],
             columns=["mask_asset_id"],
         )
         extra = self._appended("annotation_records", ["datum_id", "mask_asset_id"])

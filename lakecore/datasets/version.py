@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -95,21 +96,36 @@ class DatasetVersionHandle:
         table = ds.to_table(columns=columns)
         return table.filter(pc.is_in(table["datum_id"], value_set=ids))
 
-    def _join(self, members: pa.Table, columns: Sequence[str] | None) -> pa.Table:
+    def _join(
+        self, members: pa.Table, columns: Sequence[str] | None, datums: pa.Table | None = None
+    ) -> pa.Table:
+        """The datum rows of ``members`` (in the datums table's order) with their split.
+
+        ``datums``: the datums table already read (every row, the needed columns).
+        """
         wanted = list(columns or DATUM_COLUMNS)
-        read = list(dict.fromkeys(["datum_id", *(c for c in wanted if c != "split")]))
         ids = members["datum_id"].combine_chunks()
-        datums = self._datums(ids, read)
+        if datums is None:
+            read = self._datum_columns(wanted)
+            ds = self.snapshot.dataset("datums")
+            if len(ids) <= _IN_LIMIT:
+                datums = ds.to_table(columns=read, filter=in_filter("datum_id", ids.to_pylist()))
+            else:  # past a few thousand ids a scan beats the index
+                datums = ds.to_table(columns=read)
+        pos = pc.index_in(datums["datum_id"], value_set=ids)  # one hash join, no is_in pass
+        if pos.null_count:
+            found = pc.is_valid(pos)
+            datums, pos = datums.filter(found), pos.filter(found)
         if datums.num_rows != len(ids):
             raise NotFoundError(f"{self.ref}: datums missing at the pinned version")
         out: dict[str, Any] = {}
         for c in wanted:
-            if c == "split":
-                pos = pc.index_in(datums["datum_id"], value_set=ids)
-                out[c] = members["split"].combine_chunks().take(pos)
-            else:
-                out[c] = datums[c]
+            out[c] = members["split"].combine_chunks().take(pos) if c == "split" else datums[c]
         return pa.table(out)
+
+    @staticmethod
+    def _datum_columns(wanted: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(["datum_id", *(c for c in wanted if c != "split")]))
 
     def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
         """One row per datum: ``datum_id, split, assets (role -> asset id), metadata, created_at``.
@@ -117,7 +133,15 @@ class DatasetVersionHandle:
         Rows come in the version's own order, the same on every read. Annotations are a second
         table: :meth:`annotations` (one row per record).
         """
-        return self._join(self._members, columns)
+        if "_members" in self.__dict__ or self.record.datum_count <= _IN_LIMIT:
+            return self._join(self._members, columns)
+        # a large version scans the datums table: read it and the membership side by side
+        ds = self.snapshot.dataset("datums")
+        read = self._datum_columns(list(columns or DATUM_COLUMNS))
+        with ThreadPoolExecutor(1, thread_name_prefix="lakecore-read") as pool:
+            datums = pool.submit(ds.to_table, columns=read)
+            members = self._members
+            return self._join(members, columns, datums.result())
 
     def to_batches(
         self, batch_size: int = 4096, columns: Sequence[str] | None = None
