@@ -270,3 +270,35 @@ def test_rows_that_do_not_fit_are_refused(lake):
     lake.commit([Append("datums", wrong)])  # castable ints become strings: "1"
     with pytest.raises(SchemaError, match="wrong types"):
         lake.commit([Append("datums", good.set_column(0, "datum_id", pa.array([[1]])))])
+
+
+def test_reindex_policy_waits_for_a_share_of_the_indexed_rows(tmp_path, monkeypatch):
+    """A commit refreshes indices once the unindexed tail is both large and a fair share of the
+    indexed rows (so a growing table is not re-indexed from scratch every few commits)."""
+    from lakecore.tables import write
+
+    monkeypatch.setattr(write, "REINDEX_ROWS", 100)
+    lake = lakecore.connect(tmp_path / "lake")
+
+    def unindexed() -> int:
+        ds = lake.snapshot().dataset("datums")
+        return int(ds.stats.index_stats("split_idx")["num_unindexed_rows"])
+
+    ids = lake.assets.add_many([b"x"], kind="blob")["asset_id"].to_pylist()
+    rows = [{"assets": {"image": ids[0]}, "split": "train"}]
+    lake.datums.add_many(rows * 99)
+    assert unindexed() == 99  # below REINDEX_ROWS
+    lake.datums.add_many(rows * 1)
+    assert unindexed() == 0  # 100 rows: folded in
+    lake.datums.add_many(rows * 200)
+    assert unindexed() == 0  # 200 >= max(100, 0.25 * 100)
+    lake.datums.add_many(rows * 60)
+    assert unindexed() == 60  # 60 < 100
+    lake.datums.add_many(rows * 50)
+    assert unindexed() == 0  # 110 >= max(100, 0.25 * 300)
+    monkeypatch.setattr(write, "REINDEX_ROWS", 10)
+    lake.datums.add_many(rows * 50)
+    assert unindexed() == 50  # 50 >= 10 but < 0.25 * 410
+    lake.datums.add_many(rows * 60)
+    assert unindexed() == 0  # 110 >= 0.25 * 410
+    assert lake.datums.count("split = 'train'") == 520
