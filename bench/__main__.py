@@ -49,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import ingest
 
         size = args.size or 10_000
-        rows = [*ingest.ingest(size), ingest.records_only(100_000),
-                ingest.records_only(1_000_000)]
-        notes = ["anchor: 8.5 ms per asset + 17.6 ms per datum with 5 boxes (measured live)",
-                 "raw Lance: write_dataset of the same Arrow rows and a blob table of payloads"]
+        rows = [*ingest.ingest(size), ingest.records_only(100_000), ingest.records_only(1_000_000)]
+        notes = [
+            "anchor: 8.5 ms per asset + 17.6 ms per datum with 5 boxes (measured live)",
+            "raw Lance: write_dataset of the same Arrow rows and a blob table of payloads",
+        ]
     elif args.scenario == "importers":
         from bench import importers
 
@@ -70,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
         size = args.size or 100_000
         rows = versions.run(size)
-        notes = ["anchor: 0.8 ms per manifest entry to create a version, 8 ms per datum "
-                 "to resolve one (measured live)"]
+        notes = [
+            "anchor: 0.8 ms per manifest entry to create a version, 8 ms per datum "
+            "to resolve one (measured live)"
+        ]
     elif args.scenario == "sql":
         from bench import sql
 

@@ -104,7 +104,8 @@ class Snapshot:
         self, name: str, *, columns: Sequence[str] | None = None, filter: str | None = None
     ) -> pa.Table:
         """Read (part of) a table at its pinned version."""
-        return self.dataset(name).to_table(columns=columns, filter=filter)
+        cols = None if columns is None else list(columns)
+        return self.dataset(name).to_table(columns=cols, filter=filter)
 
     def count(self, name: str, filter: str | None = None) -> int:
         """Count a table's rows (matching ``filter``) at its pinned version."""
@@ -360,7 +361,7 @@ class Catalog:
         try:
             lance.dataset(
                 self.store.uri(name), version=pin, storage_options=self.store.options
-            ).restore()
+            ).restore()  # type: ignore[no-untyped-call]
         except OSError as exc:
             raise _Fenced(f"{name}: restore lost a race ({exc})") from exc
         restored = self.store.latest(name)

@@ -257,7 +257,7 @@ class DatasetBuilder:
             head = start
             desired, datums = self._resolve(snap, final, head)
             base = self.parent.record if self.parent else None
-            splits = Counter(base.stats.get("splits", {})) if base else Counter()
+            splits: Counter[str] = Counter(base.stats.get("splits", {})) if base else Counter()
             splits = splits - _counts(start["split"]) + _counts(desired["split"])
             count = (base.datum_count if base else 0) - start.num_rows + desired.num_rows
         else:  # branching from an older version: compare whole memberships

@@ -76,8 +76,7 @@ def _removable(ds: lance.LanceDataset, keep: set[int], cutoff: datetime) -> list
     out = []
     for info in ds.versions():
         v = int(info["version"])
-        ts = info["timestamp"]
-        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+        ts = _aware(info["timestamp"])
         if v not in keep and v != latest and ts < cutoff:
             out.append(v)
     return out
@@ -117,12 +116,7 @@ def _payloads(
     if blob_uri is None:
         return
     ds = mount.dataset(refresh=True)
-    old = [
-        int(i["version"])
-        for i in ds.versions()
-        if (i["timestamp"].replace(tzinfo=UTC) if i["timestamp"].tzinfo is None else i["timestamp"])
-        < cutoff
-    ]
+    old = [int(i["version"]) for i in ds.versions() if _aware(i["timestamp"]) < cutoff]
     rows = ds.to_table(columns=["sha256", "size"])
     is_live = pc.is_in(rows["sha256"], value_set=live)
     report.payloads_live = int(pc.sum(is_live).as_py() or 0)
@@ -166,6 +160,13 @@ def _payloads(
     if stale:
         fs.rm(stale)
     mount.refresh()
+
+
+def _aware(ts: Any) -> datetime:
+    """A Lance version timestamp as an aware datetime (Lance gives naive UTC)."""
+    if not isinstance(ts, datetime):
+        raise TypeError(f"unexpected Lance version timestamp {ts!r}")
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def _mtime(info: dict[str, Any]) -> datetime:

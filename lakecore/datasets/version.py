@@ -91,9 +91,10 @@ class DatasetVersionHandle:
 
     def _datums(self, ids: pa.Array, columns: Sequence[str] | None = None) -> pa.Table:
         ds = self.snapshot.dataset("datums")
+        cols = None if columns is None else list(columns)
         if len(ids) <= _IN_LIMIT:
-            return ds.to_table(columns=columns, filter=in_filter("datum_id", ids.to_pylist()))
-        table = ds.to_table(columns=columns)
+            return ds.to_table(columns=cols, filter=in_filter("datum_id", ids.to_pylist()))
+        table = ds.to_table(columns=cols)
         return table.filter(pc.is_in(table["datum_id"], value_set=ids))
 
     def _join(
@@ -202,7 +203,7 @@ class DatasetVersionHandle:
         sets = self.record.annotation_set_ids
         flt = in_filter("set_id", sets) if sets else None
         table = (
-            ds.to_table(columns=columns, filter=flt)
+            ds.to_table(columns=None if columns is None else list(columns), filter=flt)
             if columns is None or ({"datum_id", "asset_id"} <= set(columns))
             else ds.to_table(filter=flt)
         )
