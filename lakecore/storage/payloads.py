@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Union
 
@@ -55,6 +56,9 @@ DEFAULT_LARGE_THRESHOLD = 64 * 1024 * 1024
 
 CHUNK = 8 * 1024 * 1024
 BATCH_BYTES = 256 * 1024 * 1024
+STREAM_BYTES = 4 * 1024 * 1024
+"""Small payloads are hashed and handed to Lance in record batches of about this size, so the
+hashing of one batch overlaps Lance encoding the previous one."""
 
 PayloadSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", IO[bytes]]
 """bytes-like data, a local file path, or a readable binary stream."""
@@ -120,20 +124,18 @@ def _fanout(sha: str) -> str:
 
 
 class _Staged:
-    """Small payloads held in memory, as parallel columns (one entry per payload)."""
+    """Small payloads held in memory (not hashed yet), with their input rows."""
 
-    __slots__ = ("data", "nbytes", "rows", "sha256")
+    __slots__ = ("data", "nbytes", "rows")
 
     def __init__(self) -> None:
         self.rows: list[int] = []
         self.data: list[bytes] = []
-        self.sha256: list[str] = []
         self.nbytes = 0
 
     def add(self, row: int, data: bytes) -> None:
         self.rows.append(row)
         self.data.append(data)
-        self.sha256.append(hashlib.sha256(data).hexdigest())
         self.nbytes += len(data)
 
 
@@ -279,32 +281,63 @@ class _BlobMount:
         return found
 
     # -- writes -------------------------------------------------------------------------------
-    def put_small(self, data: Sequence[bytes], shas: Sequence[str]) -> None:
-        """Append the payloads whose sha256 is not stored yet, in one Lance commit."""
-        first: dict[str, int] = {}
-        for i, sha in enumerate(shas):  # duplicates in the batch are written once
-            first.setdefault(sha, i)
-        if not first:
-            return
-        known = self._rowids(list(first))
-        new = [i for sha, i in first.items() if sha not in known]
-        if not new:
-            return
-        blobs = [data[i] for i in new]
-        table = pa.table(
-            {
-                "sha256": pa.array([shas[i] for i in new], pa.string()),
-                "size": pa.array([len(b) for b in blobs], pa.int64()),
-                "data": _binary_array(blobs),
-            },
-            schema=BLOB_SCHEMA,
-        )
-        # Appends never conflict. Two writers putting the same new bytes at the same moment may
-        # both append them: harmless (same content), lookups return either row, gc keeps one.
-        with storage_errors("writing payloads"):
-            self._ds = lance.write_dataset(
-                table, self.table_uri, mode="append", storage_options=self._lopts
-            )
+    def put_small(self, data: Sequence[bytes]) -> list[str]:
+        """Store the payloads whose sha256 is not stored yet, in one Lance commit; return the
+        sha256 of every payload, in order.
+
+        Lance pulls record batches of about ``STREAM_BYTES`` from a generator that hashes them
+        first: hashing one batch overlaps Lance encoding the previous one. Duplicates (in
+        ``data`` or already stored) are written once.
+        """
+        shas: list[str] = []
+        if not data:
+            return shas
+        with storage_errors("indexing the payload table"):
+            self._index.update(self.dataset(refresh=True))
+        seen: set[str] = set()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            start = 0
+            while start < len(data):
+                stop, size = start, 0
+                while stop < len(data) and (size < STREAM_BYTES or stop == start):
+                    size += len(data[stop])
+                    stop += 1
+                part = data[start:stop]
+                hashes = [hashlib.sha256(d).hexdigest() for d in part]
+                shas.extend(hashes)
+                known = self._index.lookup(hashes)
+                new = []
+                for j, sha in enumerate(hashes):
+                    if sha not in known and sha not in seen:
+                        seen.add(sha)
+                        new.append(j)
+                start = stop
+                if new:
+                    blobs = [part[j] for j in new]
+                    yield pa.record_batch(
+                        [
+                            pa.array([hashes[j] for j in new], pa.string()),
+                            pa.array([len(b) for b in blobs], pa.int64()),
+                            _binary_array(blobs),
+                        ],
+                        schema=BLOB_SCHEMA,
+                    )
+
+        stream = batches()
+        head = next(stream, None)
+        if head is not None:
+            reader = pa.RecordBatchReader.from_batches(BLOB_SCHEMA, itertools.chain([head], stream))
+            # Appends never conflict. Two writers putting the same new bytes at the same moment
+            # may both append them: harmless (same content), lookups return either row, gc
+            # keeps one.
+            with storage_errors("writing payloads"):
+                self._ds = lance.write_dataset(
+                    reader, self.table_uri, mode="append", storage_options=self._lopts
+                )
+        if len(shas) != len(data):  # Lance stopped reading early without raising
+            raise StorageError(f"stored {len(shas)} of {len(data)} payloads")
+        return shas
 
     def put_stream(self, stream: IO[bytes], head: list[bytes]) -> StorageRef:
         tmp = f"{self.staging.uri}/{uuid.uuid4().hex}"
@@ -586,8 +619,8 @@ class PayloadStore:
             if not pending.rows:
                 return
             assert isinstance(target, _BlobMount)
-            target.put_small(pending.data, pending.sha256)
-            for i, sha, data in zip(pending.rows, pending.sha256, pending.data, strict=True):
+            shas = target.put_small(pending.data)
+            for i, sha, data in zip(pending.rows, shas, pending.data, strict=True):
                 out.keys[i], out.sha256[i], out.sizes[i] = f"blob/{sha}", sha, len(data)
             done += len(pending.rows)
             pending = _Staged()
