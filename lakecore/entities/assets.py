@@ -26,7 +26,7 @@ from lakecore.entities._checks import (
     repeat,
     require_rows,
 )
-from lakecore.entities._sources import AssetSource, sniff, stage
+from lakecore.entities._sources import AssetSource, sniff_many, stage
 from lakecore.entities.aliases import alias_changes, alias_removals, check_aliases
 from lakecore.errors import AssetNotFoundError, InUseError, ValidationError
 from lakecore.storage import Progress
@@ -108,7 +108,11 @@ def _override(
     return (old[0] if size[0] is None else size[0], old[1] if size[1] is None else size[1])
 
 
-def _sizes(sizes: Sequence[tuple[int | None, int | None] | None], i: int) -> pa.Array:
+def _sizes(
+    sizes: Sequence[tuple[int | None, int | None] | None] | None, i: int, n: int
+) -> pa.Array:
+    if sizes is None:
+        return pa.nulls(n, pa.int32())
     return pa.array([s[i] if s else None for s in sizes], pa.int32())
 
 
@@ -267,18 +271,26 @@ class Assets:
         names = self._check_aliases(aliases, n)
         meta, by = dump_json(metadata, n), check_by(created_by, "created_by")
         given = _sequence(media_types, n, "media_types")
-        staged = [
-            (s, s, None) if type(s) is bytes else stage(self.core, s, i)
-            for i, s in enumerate(sources)
-        ]
-        sniffed = [sniff(head, name) for _, head, name in staged]
-        media = _check_media_types([g or m for g, (m, _) in zip(given, sniffed, strict=True)])
-        dims: list[tuple[int | None, int | None] | None] = [
-            d if kind_ in _SIZED else None for _, d in sniffed
-        ]
+        payloads: list[Any]
+        heads: list[bytes]
+        if all(type(s) is bytes for s in sources):  # the common case: nothing to stage
+            payloads = heads = list(sources)  # type: ignore[arg-type]
+            labels = None
+        else:
+            staged = [stage(self.core, s, i) for i, s in enumerate(sources)]
+            payloads = [p for p, _, _ in staged]
+            heads = [h for _, h, _ in staged]
+            labels = [label for _, _, label in staged]
+        sniffed, sizes = sniff_many(heads, labels, kind_ in _SIZED)
+        dims: list[Any] | None = sizes  # (width, height) or None per row; None: no sizes
+        media = _check_media_types(
+            sniffed
+            if media_types is None
+            else [g or m for g, m in zip(given, sniffed, strict=True)]
+        )
         if size != (None, None):
-            dims = [_override(dims[0], size)]
-        rows = self._rows(self._store(staged, mount, progress), kind_, media, dims, meta, by)
+            dims = [_override(dims[0] if dims else None, size)]
+        rows = self._rows(self._store(payloads, mount, progress), kind_, media, dims, meta, by)
         self._commit(rows, names, by)
         return rows
 
@@ -295,40 +307,44 @@ class Assets:
             )
         return arr
 
-    def _store(
-        self,
-        staged: list[tuple[Any, bytes, str | None]],
-        mount: str | None,
-        progress: Progress | None,
-    ) -> _Stored:
+    def _store(self, payloads: list[Any], mount: str | None, progress: Progress | None) -> _Stored:
         """Store the payloads (``StorageRef`` sources stay where they are); return columns."""
-        todo = [i for i, (src, _, _) in enumerate(staged) if not isinstance(src, StorageRef)]
-        put = self.core.objects.put_columns(
-            [staged[i][0] for i in todo], mount=mount, progress=progress
-        )
-        if len(todo) == len(staged):
+        todo = [i for i, src in enumerate(payloads) if not isinstance(src, StorageRef)]
+        if len(todo) == len(payloads):
+            put = self.core.objects.put_columns(payloads, mount=mount, progress=progress)
             return put.mount, put.keys, put.sha256, put.sizes
-        n = len(staged)
+        put = self.core.objects.put_columns(
+            [payloads[i] for i in todo], mount=mount, progress=progress
+        )
+        n = len(payloads)
         mounts: list[str] = [put.mount] * n
         keys: list[str] = [""] * n
         shas: list[str] = [""] * n
         sizes: list[int] = [0] * n
         for i, key, sha, size in zip(todo, put.keys, put.sha256, put.sizes, strict=True):
             keys[i], shas[i], sizes[i] = key, sha, size
-        for i, (src, _, _) in enumerate(staged):
+        for i, src in enumerate(payloads):
             if isinstance(src, StorageRef):
                 mounts[i], keys[i], shas[i], sizes[i] = src.mount, src.key, src.sha256, src.size
         return mounts, keys, shas, sizes
 
     def _rows(
         self,
-        stored: _Stored,
+        stored: _Stored | Sequence[StorageRef],
         kind: AssetKind,
         media: pa.Array,
-        dims: list[Any],
+        dims: list[Any] | None,
         meta: pa.Array,
         by: str | None,
     ) -> pa.Table:
+        """Asset rows for stored payloads (columns, or ``StorageRef`` s as the importers give)."""
+        if not isinstance(stored, tuple):
+            stored = (
+                [r.mount for r in stored],
+                [r.key for r in stored],
+                [r.sha256 for r in stored],
+                [r.size for r in stored],
+            )
         schema, n = layout(Asset).schema, len(stored[1])
         now, storage = now_array(n), _storage(stored)
         return pa.table(
@@ -338,8 +354,8 @@ class Assets:
                 "media_type": media,
                 "sha256": storage.field("sha256"),
                 "size_bytes": storage.field("size"),
-                "width": _sizes(dims, 0),
-                "height": _sizes(dims, 1),
+                "width": _sizes(dims, 0, n),
+                "height": _sizes(dims, 1, n),
                 "storage": storage,
                 "replicas": _empty_lists(n, schema.field("replicas").type),
                 "subject_kind": pa.nulls(n, pa.string()),
