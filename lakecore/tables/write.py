@@ -8,7 +8,9 @@ writer slipped in, and the transaction aborts.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import lance
@@ -34,15 +36,21 @@ __all__ = [
 REINDEX_ROWS = 100_000
 """Unindexed rows in a table above which a commit also folds them into its indices."""
 
+MAX_SEGMENTS = 8
+"""Index segments (the first build plus one per refresh) after which a refresh merges them."""
+
+SEGMENT_THREADS = 4
+"""Index segments built at once by a refresh (each build is mostly Lance's own threads)."""
+
 REINDEX_FRACTION = 0.25
 """...and the unindexed rows must also be this fraction of the indexed ones.
 
-Folding rows into a Lance 14 scalar index rewrites the whole index (measured: adding 100k rows
-to the 7 indices of a 1M-row table costs about as much as indexing 1.1M rows from scratch;
-``num_indices_to_merge=0`` does not make a delta). With a fixed threshold alone, a table
-growing by 100k-row commits would pay O(rows²) in index refreshes; refreshing once the tail
-reaches a quarter of the indexed rows keeps it O(rows) (each row is re-indexed about five times
-at most) while lookups scan at most a fifth of a table unindexed.
+A refresh adds one segment per index for the new rows, but every ``MAX_SEGMENTS``-th refresh
+merges them, and Lance 14 rewrites the whole index to merge (adding 100k rows to the 7 indices
+of a 1M-row table: 0.14-0.19 s as a segment, 1.2 s merged, measured). With a fixed threshold
+alone a table growing by 100k-row commits would pay O(rows²) in merges; waiting until the tail
+is a quarter of the indexed rows keeps it O(rows), while lookups scan at most a fifth of a
+table unindexed.
 """
 
 
@@ -73,9 +81,15 @@ class Delete:
 
 @dataclass
 class Reindex:
-    """Fold unindexed rows into the table's scalar indices."""
+    """Fold unindexed rows into the table's scalar indices.
+
+    Rows are indexed as a new segment of each index (cost proportional to the new rows); once
+    an index has ``MAX_SEGMENTS`` segments, or with ``merge=True``, every index is rebuilt as
+    one segment instead (cost proportional to the table).
+    """
 
     table: str
+    merge: bool = False
 
 
 @dataclass
@@ -169,8 +183,57 @@ def apply_op(store: TableStore, op: Op, read_version: int) -> int:
         return int(ds.version)
     if isinstance(op, Compact):
         return apply_compact(store, op, read_version)
-    ds.optimize.optimize_indices()
-    return int(ds.version)
+    return apply_reindex(store, op, ds)
+
+
+def _segment(
+    uri: str, version: int, options: dict[str, str] | None, job: tuple[str, str, list[int]]
+) -> Any:
+    """Build (not commit) one index segment over some fragments of a table version."""
+    column, kind, fragments = job
+    ds = lance.dataset(uri, version=version, storage_options=options)  # one per thread
+    return ds.create_index_uncommitted(
+        column, kind, name=f"{column}_idx", fragment_ids=fragments, replace=True
+    )
+
+
+def apply_reindex(store: TableStore, op: Reindex, ds: LanceDataset) -> int:
+    """Index the rows of ``ds`` its indices miss, committed as one new version.
+
+    The new fragments of every index become one new segment each, built in parallel threads
+    (Lance releases the GIL) and committed together by one ``CreateIndex``. An index at
+    ``MAX_SEGMENTS`` segments, or ``op.merge``, makes Lance rebuild every index as one segment.
+    """
+    fragments = [f.fragment_id for f in ds.get_fragments()]
+    covered: dict[str, set[int]] = {}
+    segments: dict[str, int] = {}
+    for index in ds.describe_indices():
+        have = covered.setdefault(index.name, set())
+        for segment in index.segments:
+            have.update(segment.fragment_ids)
+        segments[index.name] = segments.get(index.name, 0) + len(index.segments)
+    jobs = []
+    for column, kind in store.specs[op.table].indices:
+        name = f"{column}_idx"
+        if name in covered:
+            new = [f for f in fragments if f not in covered[name]]
+            if new:
+                jobs.append((column, kind, new))
+    most = max(segments.values(), default=0)
+    uri, options = store.uri(op.table), store.options
+    built = []
+    if jobs and not op.merge and most < MAX_SEGMENTS:
+        with ThreadPoolExecutor(max_workers=min(len(jobs), SEGMENT_THREADS)) as pool:
+            built = list(pool.map(partial(_segment, uri, ds.version, options), jobs))
+    elif jobs or most > 1:
+        ds.optimize.optimize_indices(num_indices_to_merge=most)
+        return int(ds.version)
+    # new segments, or nothing to do: still exactly one new version (the commit protocol
+    # requires one per operation; before, a lake already indexed could not be optimized)
+    nd = LanceDataset.commit(
+        uri, LanceOperation.CreateIndex(built, []), read_version=ds.version, storage_options=options
+    )
+    return int(nd.version)
 
 
 COMPACT_FRAGMENTS = 16
