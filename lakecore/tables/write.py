@@ -8,6 +8,7 @@ writer slipped in, and the transaction aborts.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,8 +40,8 @@ REINDEX_ROWS = 100_000
 MAX_SEGMENTS = 8
 """Index segments (the first build plus one per refresh) after which a refresh merges them."""
 
-SEGMENT_THREADS = 4
-"""Index segments built at once by a refresh (each build is mostly Lance's own threads)."""
+SEGMENT_THREADS = min(8, max(2, os.cpu_count() or 2))
+"""Index segments a refresh builds at once (Lance releases the GIL while building)."""
 
 REINDEX_FRACTION = 0.25
 """...and the unindexed rows must also be this fraction of the indexed ones.
