@@ -81,9 +81,11 @@ class Source:
 class Locations:
     """Where the payloads of one role (or the mask assets) live, one entry per item.
 
-    ``rowid[i] >= 0``: stable row id in the blob table of mount ``mounts[mount[i]]``;
-    ``rowid[i] == -1``: read ``refs[ref_index[i]]`` through the payload store (payloads stored
-    one object each, folder mounts).
+    ``rowid[i] >= 0``: stable row id in the blob table of mount ``mounts[mount[i]]``, and when
+    ``file[i] >= 0`` its bytes are ``size[i]`` bytes at ``offset[i]`` of ``files[file[i]]`` (a
+    file of that table: read as a byte range, no Lance call); ``rowid[i] == -1``: read
+    ``refs[ref_index[i]]`` through the payload store (payloads stored one object each, folder
+    mounts).
     """
 
     rowid: np.ndarray
@@ -92,6 +94,9 @@ class Locations:
     size: np.ndarray
     ref_index: np.ndarray
     refs: pa.StructArray
+    file: np.ndarray
+    offset: np.ndarray
+    files: list[str]
 
     def ref(self, i: int) -> StorageRef:
         j = int(self.ref_index[i])
@@ -204,25 +209,36 @@ def _locate(store: PayloadStore, storage: pa.StructArray) -> Locations:
     mounts = pc.unique(mounts_col).to_pylist()
     codes = np.asarray(pc.index_in(mounts_col, value_set=pa.array(mounts, pa.string())))
     rowid = np.full(n, -1, dtype=np.int64)
+    file = np.full(n, -1, dtype=np.int32)
+    offset = np.zeros(n, dtype=np.int64)
+    files: list[str] = []
+    size = np.asarray(storage.field("size").to_numpy(zero_copy_only=False), dtype=np.int64)
     in_blob = np.asarray(pc.starts_with(keys, "blob/").to_numpy(zero_copy_only=False), bool)
     for code, name in enumerate(mounts):
         mount = store.mount(name)
-        if not hasattr(mount, "dataset") or not hasattr(mount, "_rowids"):
+        if not hasattr(mount, "rowids") or not hasattr(mount, "ranges"):
             continue  # a folder mount: read through the store
         sel = np.flatnonzero(in_blob & (codes == code))
         if not len(sel):
             continue
         wanted = shas.take(pa.array(sel)).to_pylist()
         # The blob mount's sha256 index (kept in memory, refreshed on a miss) maps each
-        # payload to its stable row id; reads then go straight to read_blobs by row id.
-        found = mount._rowids(wanted)
+        # payload to its stable row id, and the blob descriptions to a byte range of a file.
+        found = mount.rowids(wanted)
         rowid[sel] = [found.get(s, -1) for s in wanted]
-    size = np.asarray(storage.field("size").to_numpy(zero_copy_only=False), dtype=np.int64)
+        sel = sel[rowid[sel] >= 0]
+        ranges = mount.ranges(rowid[sel])
+        ok = (ranges.file >= 0) & (ranges.size == size[sel])
+        file[sel[ok]] = ranges.file[ok] + len(files)
+        offset[sel[ok]] = ranges.offset[ok]
+        files += ranges.files
     other = np.flatnonzero(rowid < 0)
     ref_index = np.full(n, -1, dtype=np.int64)
     ref_index[other] = np.arange(len(other))
     refs = storage.take(pa.array(other, pa.int64()))
-    return Locations(rowid, codes.astype(np.int16), mounts, size, ref_index, refs)
+    return Locations(
+        rowid, codes.astype(np.int16), mounts, size, ref_index, refs, file, offset, files
+    )
 
 
 def _role_assets(table: pa.Table, role: str, ref: str) -> pa.Array:

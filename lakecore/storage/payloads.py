@@ -188,6 +188,41 @@ def _as_stream(source: PayloadSource) -> tuple[IO[bytes], int | None, bool]:
     )
 
 
+class BlobRanges:
+    """Where payloads of the blob table sit in its files (see :meth:`_BlobMount.ranges`).
+
+    Row ``i`` with ``file[i] >= 0`` is ``size[i]`` bytes at ``offset[i]`` of ``files[file[i]]``
+    (an absolute local path or an object URI). Lance never rewrites a file once written, so a
+    range stays right as long as its file exists. ``file[i] == -1``: not located (read it by
+    row id).
+    """
+
+    __slots__ = ("file", "files", "offset", "size")
+
+    def __init__(
+        self, files: list[str], file: np.ndarray, offset: np.ndarray, size: np.ndarray
+    ) -> None:
+        self.files = files
+        self.file = file
+        self.offset = offset
+        self.size = size
+
+    @classmethod
+    def none(cls, n: int) -> BlobRanges:
+        """``n`` rows, none located."""
+        return cls([], np.full(n, -1, np.int32), np.zeros(n, np.int64), np.zeros(n, np.int64))
+
+
+def _sidecar_name(blob_id: int) -> str:
+    """The file name Lance 14 gives a packed or dedicated blob file: the blob id's 32 bits in
+    reverse order, then ``.blob`` (checked against Lance's own reads by ``ranges``)."""
+    return format(blob_id, "032b")[::-1] + ".blob"
+
+
+_INLINE, _PACKED, _DEDICATED = 0, 1, 2
+"""Blob v2 storage kinds: in the data file, in a shared sidecar file, in a sidecar of its own."""
+
+
 class _ShaIndex:
     """sha256 -> stable row id of the blob table, kept in memory and extended per fragment.
 
@@ -279,6 +314,97 @@ class _BlobMount:
                 self._index.update(self.dataset(refresh=True))
             found = self._index.lookup(wanted)
         return found
+
+    def rowids(self, shas: Sequence[str]) -> dict[str, int]:
+        """Map sha256 -> stable row id in the blob table (payloads not in it are left out)."""
+        return self._rowids(shas)
+
+    def ranges(self, rowids: Sequence[int] | np.ndarray) -> BlobRanges:
+        """Where the bytes of blob-table rows ``rowids`` sit, for readers that fetch byte
+        ranges themselves (the loaders) instead of one Lance blob read per row.
+
+        Reads only the blob descriptions (kind, position, size) and row addresses, lists the
+        table's files once, and reads one payload per storage kind both ways to check the
+        layout; rows it cannot vouch for stay unlocated (``file == -1``).
+        """
+        ids = np.asarray(rowids, dtype=np.int64)
+        out = BlobRanges.none(len(ids))
+        unique, inverse = np.unique(ids, return_inverse=True)
+        if not len(unique):
+            return out
+        ds = self.dataset()
+        data_dir = f"{self.table_uri}/data"
+        try:
+            with storage_errors("locating payloads"):
+                tbl = ds._take_rows(unique.tolist(), columns=["data", "_rowaddr", "_rowid"])
+            desc = tbl.column("data").combine_chunks()
+            kind, position, size, blob_id = (
+                desc.field(name).to_numpy(zero_copy_only=False).astype(np.int64)
+                for name in ("kind", "position", "size", "blob_id")
+            )
+            fragment = tbl.column("_rowaddr").to_numpy().astype(np.int64) >> 32
+            got = tbl.column("_rowid").to_numpy().astype(np.int64)
+            field = next(f.id() for f in ds.lance_schema.fields() if f.name() == "data")
+            stems: dict[int, str] = {}
+            for frag in ds.get_fragments():
+                holders = [
+                    d
+                    for d in frag.data_files()
+                    if getattr(d, "base_id", None) is None and field in (d.fields or [])
+                ]
+                if len(holders) == 1 and holders[0].path.endswith(".lance"):
+                    stems[frag.fragment_id] = holders[0].path.removesuffix(".lance")
+        except (AttributeError, KeyError, StopIteration, TypeError, ValueError, pa.ArrowException):
+            return out  # not the blob layout this knows: every row is read by row id
+        # one file per (fragment, sidecar blob id or -1 for the data file itself)
+        pairs, which = np.unique(
+            np.stack([fragment, np.where(kind == _INLINE, -1, blob_id)], axis=1),
+            axis=0,
+            return_inverse=True,
+        )
+        paths: list[str | None] = []
+        for frag, b in pairs.tolist():
+            stem = stems.get(frag)
+            if stem is None:
+                paths.append(None)
+            elif b < 0:
+                paths.append(f"{data_dir}/{stem}.lance")
+            else:
+                paths.append(f"{data_dir}/{stem}/{_sidecar_name(b)}")
+        names = sorted({p for p in paths if p is not None})
+        number = {p: i for i, p in enumerate(names)}
+        per_pair = np.array([number[p] if p is not None else -1 for p in paths], dtype=np.int32)
+        file = per_pair[which.reshape(-1)]
+        file[~np.isin(kind, (_INLINE, _PACKED, _DEDICATED))] = -1
+        # every range must lie within a file that exists ...
+        with storage_errors("listing the payload table"):
+            listed = self.fs.find(data_dir, detail=True)
+        length = {self.fs._strip_protocol(k): int(v["size"]) for k, v in listed.items()}
+        sizes = np.array([length.get(self.fs._strip_protocol(p), -1) for p in names], np.int64)
+        ok = file >= 0
+        ok[ok] &= position[ok] + size[ok] <= sizes[file[ok]]
+        # ... and Lance must agree on the bytes: one row per storage kind, read both ways
+        for k in np.unique(kind[ok & (size > 0)]).tolist():
+            j = int(np.flatnonzero(ok & (kind == k) & (size > 0))[0])
+            lo = int(position[j])
+            with storage_errors("checking the payload table layout"):
+                ((_, theirs),) = ds.read_blobs("data", ids=[int(got[j])])
+                ours = self.fs.cat_file(names[file[j]], start=lo, end=lo + int(size[j]))
+            if theirs != ours:
+                ok &= kind != k
+        file[~ok] = -1
+        # back to the rows asked for (the take leaves out rows that are gone)
+        at = np.full(len(unique), -1, dtype=np.int64)
+        at[np.searchsorted(unique, got)] = np.arange(len(got))
+        src = at[inverse]
+        hit = src >= 0
+        out.files = names
+        out.file[hit], out.offset[hit], out.size[hit] = (
+            file[src[hit]],
+            position[src[hit]],
+            size[src[hit]],
+        )
+        return out
 
     # -- writes -------------------------------------------------------------------------------
     def put_small(self, data: Sequence[bytes]) -> list[str]:
