@@ -304,7 +304,7 @@ def test_reindex_policy_waits_for_a_share_of_the_indexed_rows(tmp_path, monkeypa
     assert lake.datums.count("split = 'train'") == 520
 
 
-def test_refreshes_add_index_segments_then_merge_them(tmp_path, monkeypatch):
+def test_refreshes_add_index_segments_then_merge_them(lake, monkeypatch):
     """Each refresh indexes only the new rows, as one more segment per index; at MAX_SEGMENTS a
     refresh merges them. Lookups through the indices see every row either way."""
     from lakecore.tables import write
@@ -312,7 +312,6 @@ def test_refreshes_add_index_segments_then_merge_them(tmp_path, monkeypatch):
     monkeypatch.setattr(write, "REINDEX_ROWS", 10)
     monkeypatch.setattr(write, "REINDEX_FRACTION", 0.0)
     monkeypatch.setattr(write, "MAX_SEGMENTS", 3)
-    lake = lakecore.connect(tmp_path / "lake")
     asset = lake.assets.add_many([b"x"], kind="blob")["asset_id"][0].as_py()
 
     def stats() -> tuple[int, int]:
