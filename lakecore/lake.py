@@ -32,7 +32,7 @@ from lakecore.storage import (
 )
 from lakecore.storage._errors import storage_errors
 from lakecore.tables import TableStore, entity_specs
-from lakecore.tables.write import Op, Reindex
+from lakecore.tables.write import Compact, Op, Reindex
 from schemas import LakeInfo, MountConfig, MountKind
 
 __all__ = ["FORMAT_VERSION", "Lake", "connect"]
@@ -150,9 +150,16 @@ class Lake:
         )
 
     def optimize(self) -> dict[str, int]:
-        """Fold unindexed rows into every table's scalar indices and compact small fragments."""
+        """Compact every table's small fragments and rebuild its scalar indices as one segment.
+
+        One atomic commit; what readers see does not change. Returns the tables' new versions.
+        """
         snap = self.snapshot()
-        ops: list[Op] = [Reindex(name) for name in sorted(snap.pins)]
+        ops: list[Op] = []
+        for name in sorted(snap.pins):
+            if len(snap.dataset(name).get_fragments()) > 1:
+                ops.append(Compact(name))
+            ops.append(Reindex(name, merge=True))
         return dict(self._catalog.commit(ops, message="optimize").tables)
 
     def summary(self) -> dict[str, Any]:

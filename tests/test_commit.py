@@ -6,12 +6,15 @@ import multiprocessing as mp
 import time
 from collections import Counter
 
+import lance
+import pyarrow as pa
 import pytest
 from _workers import TABLES, commit_one, ops, writer_loop
 
 from lakecore.catalog.commit import set_fault_hook
-from lakecore.errors import TableNotFoundError, ValidationError
-from lakecore.tables import Delete, Upsert, to_arrow
+from lakecore.errors import CommitConflictError, TableNotFoundError, ValidationError
+from lakecore.tables import Delete, Reindex, Upsert, to_arrow
+from lakecore.tables.write import Compact
 from schemas import Alias
 
 STEPS = [
@@ -174,3 +177,62 @@ def test_concurrent_writers_lose_nothing(where):
     assert_consistent(snap, {k.split("_")[0]: v for k, v in expected.items()})
     aliases = snap.to_table("aliases")["alias"].to_pylist()
     assert sorted(aliases) == sorted(f"shared/{i}" for i in range(n))  # no duplicate keys
+
+
+def test_compaction_is_one_atomic_change_of_an_indexed_table(where):
+    """Lance commits a compaction of an indexed table as two versions; the catalog accepts
+    that (the rows are the same ones) and readers see one change with the same content."""
+    lake = where.connect()
+    for i in range(6):
+        lake.commit(ops(f"t{i}", 2))
+    lake.commit([Reindex("assets", merge=True)])  # indexed fragments: compaction remaps them
+    before = lake.snapshot()
+    fragments = len(before.dataset("assets").get_fragments())
+    assert fragments >= 6
+    assert before.dataset("assets").describe_indices(), "the table should be indexed"
+    result = lake.commit([Compact("assets")], message="compact")
+    after = lake.snapshot()
+    assert after.catalog_version == before.catalog_version + 1
+    assert result.tables == {"assets": after.pins["assets"]}
+    assert len(after.dataset("assets").get_fragments()) < fragments
+    assert (
+        after.to_table("assets")
+        .sort_by("asset_id")
+        .equals(before.to_table("assets").sort_by("asset_id"))
+    )
+    assert_consistent(after, {f"t{i}": 2 for i in range(6)})
+    one = before.to_table("assets", columns=["asset_id"])["asset_id"][3].as_py()
+    assert after.count("assets", f"asset_id = '{one}'") == 1  # index lookups still answer
+    lake.commit(ops("t9", 2))  # and the next writer goes on from there
+    assert_consistent(lake.snapshot(), {**{f"t{i}": 2 for i in range(6)}, "t9": 2})
+
+
+def test_a_compaction_that_meets_another_writer_is_fenced(lake, monkeypatch):
+    """If rows changed under a compaction (a zombie writer), the catalog refuses the result."""
+    from lakecore.catalog import commit as commit_mod
+
+    for i in range(3):
+        lake.commit(ops(f"t{i}", 2))
+    real = commit_mod.apply_op
+
+    def sneaky(store, op, version):
+        if isinstance(op, Compact):  # another writer appends right before the compaction
+            lance.write_dataset(
+                store.at("assets", version)
+                .to_table()
+                .slice(0, 1)
+                .set_column(0, "asset_id", pa.array(["asset_zombie_1"])),
+                store.uri("assets"),
+                mode="append",
+                storage_options=store.options,
+            )
+        return real(store, op, version)
+
+    monkeypatch.setattr(commit_mod, "apply_op", sneaky)
+    lake._catalog.max_attempts = 2
+    with pytest.raises(CommitConflictError):
+        lake.commit([Compact("assets")])
+    monkeypatch.undo()
+    assert_consistent(lake.snapshot(), {f"t{i}": 2 for i in range(3)})
+    lake.commit(ops("t3", 2))
+    assert_consistent(lake.snapshot(), {**{f"t{i}": 2 for i in range(3)}, "t3": 2})

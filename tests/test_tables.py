@@ -342,3 +342,22 @@ def test_optimize_twice_and_on_an_empty_lake(tmp_path):
     third = lake.optimize()
     assert set(first) == set(second) == set(third) and all(v > 0 for v in third.values())
     assert lake.assets.count("kind = 'blob'") == 2
+
+
+def test_optimize_compacts_and_merges_indices_in_one_commit(lake):
+    for i in range(5):
+        lake.assets.add_many([f"payload {i}-{j}".encode() for j in range(3)], kind="blob")
+    before = lake.snapshot()
+    assert len(before.dataset("assets").get_fragments()) >= 5
+    rows = before.to_table("assets").sort_by("asset_id")
+    lake.optimize()
+    after = lake.snapshot()
+    assert after.catalog_version == before.catalog_version + 1
+    ds = after.dataset("assets")
+    assert len(ds.get_fragments()) == 1
+    assert after.to_table("assets").sort_by("asset_id").equals(rows)
+    for index in ds.describe_indices():  # every row indexed, one segment per index
+        stats = ds.stats.index_stats(index.name)
+        assert (stats["num_unindexed_rows"], len(stats["indices"])) == (0, 1), index.name
+    one = rows["asset_id"][7].as_py()
+    assert lake.assets.get(one).asset_id == one

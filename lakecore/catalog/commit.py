@@ -25,9 +25,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import fsspec
 import lance
+import numpy as np
 import pyarrow as pa
 from lance import LanceDataset
 from lance.commit import CommitConflictError as LanceConflictError
@@ -346,11 +348,28 @@ class Catalog:
 
     def _fenced(self, op: Op, version: int) -> int:
         produced = apply_op(self.store, op, version)
-        if isinstance(op, Compact) and produced == version:
-            return version  # nothing to compact
+        if isinstance(op, Compact):
+            if produced == version:
+                return version  # nothing to compact
+            # Lance commits a compaction of an indexed table as two versions (the rewrite, then
+            # the index remap): instead of "exactly one more", check that the rows are the same
+            # ones (stable row ids survive compaction; another writer's change would not)
+            if produced > version and self._same_rows(op.table, version, produced):
+                return produced
+            raise _Fenced(f"{op.table}: the compaction saw another writer's change")
         if produced != version + 1:
             raise _Fenced(f"{op.table}: expected version {version + 1}, produced {produced}")
         return produced
+
+    def _same_rows(self, name: str, before: int, after: int) -> bool:
+        """True when two versions of a table hold the same rows (by stable row id)."""
+
+        def row_ids(version: int) -> np.ndarray[Any, Any]:
+            ds = self.store.at(name, version)
+            ids = ds.to_table(columns=[], with_row_id=True)["_rowid"].combine_chunks()
+            return np.sort(ids.to_numpy())
+
+        return bool(np.array_equal(row_ids(before), row_ids(after)))
 
     def _rollback(self, name: str, pin: int) -> int:
         """R1 + R2: bring the table's latest version back to the pinned content."""
