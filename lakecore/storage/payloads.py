@@ -378,6 +378,7 @@ class _BlobMount:
         file[~np.isin(kind, (_INLINE, _PACKED, _DEDICATED))] = -1
         # every range must lie within a file that exists ...
         with storage_errors("listing the payload table"):
+            self.fs.invalidate_cache(data_dir)  # s3fs may hold an older listing
             listed = self.fs.find(data_dir, detail=True)
         length = {self.fs._strip_protocol(k): int(v["size"]) for k, v in listed.items()}
         sizes = np.array([length.get(self.fs._strip_protocol(p), -1) for p in names], np.int64)
