@@ -33,8 +33,9 @@ from lakecore.loaders._read import Reader, byte_units, ordered_prefetch, unit_si
 __all__ = ["LakeDataLoader", "LakeIterableDataset", "LakeMapDataset", "LakeSampler", "collate"]
 
 UNIT_ITEMS = 16384
-"""Most samples per read unit (one ``read_blobs`` call per role): Lance's cost per blob falls
-with larger sorted batches (about 20 us per 4 KiB blob at 1,024, 13 us at 8,192)."""
+"""Most samples per read unit (one sorted pass of ranged reads per role, see ``_read``; when
+payloads fall back to Lance's ``read_blobs``, its cost per blob falls with larger sorted
+batches: about 20 us per 4 KiB blob at 1,024, 13 us at 8,192)."""
 UNIT_BYTES = 32 << 20
 """Payload bytes per read unit; ``prefetch + 1`` units at most are in memory per process."""
 
