@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakecore.entities._base import in_filter
+from lakecore.storage import BlobMount
 from lakecore.tables.write import COMPACT_FRAGMENTS, Compact
 
 if TYPE_CHECKING:
@@ -112,9 +113,9 @@ def _payloads(
     payloads: PayloadStore, live: pa.Array, cutoff: datetime, dry_run: bool, report: GcReport
 ) -> None:
     mount = payloads.mount(payloads.default_mount)
-    blob_uri = getattr(mount, "table_uri", None)
-    if blob_uri is None:
+    if not isinstance(mount, BlobMount):  # a folder mount: the lake does not own its files
         return
+    blob_uri = mount.table_uri
     ds = mount.dataset(refresh=True)
     old = [int(i["version"]) for i in ds.versions() if _aware(i["timestamp"]) < cutoff]
     rows = ds.to_table(columns=["sha256", "size"])
@@ -122,7 +123,7 @@ def _payloads(
     report.payloads_live = int(pc.sum(is_live).as_py() or 0)
     report.payload_bytes_live = int(pc.sum(rows["size"].filter(is_live)).as_py() or 0)
     if old:
-        settled = lance.dataset(blob_uri, version=max(old), storage_options=mount._lopts)
+        settled = lance.dataset(blob_uri, version=max(old), storage_options=mount.storage_options)
         settled_rows = settled.to_table(columns=["sha256", "size"])
         young = pc.invert(pc.is_in(rows["sha256"], value_set=settled_rows["sha256"]))
         young_shas = rows["sha256"].filter(young)

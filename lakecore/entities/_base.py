@@ -125,10 +125,11 @@ def rows_where(
         return out if columns is None else out.select(list(columns))
     if arr is not None:
         vals = arr.to_pylist()
+    cols_ = None if columns is None else list(columns)
     parts = [
-        ds.to_table(columns=columns, filter=in_filter(column, vals[i : i + chunk]))
+        ds.to_table(columns=cols_, filter=in_filter(column, vals[i : i + chunk]))
         for i in range(0, len(vals), chunk)
     ]
     if not parts:
-        return ds.schema.empty_table() if columns is None else ds.to_table(columns=columns, limit=0)
+        return ds.schema.empty_table() if cols_ is None else ds.to_table(columns=cols_, limit=0)
     return pa.concat_tables(parts)

@@ -398,12 +398,17 @@ class Datums:
                     datums=held["datum_id"].to_pylist(),
                 )
             members = rows_where(
-                snap, "dataset_members", "datum_id", ids.to_pylist(),
+                snap,
+                "dataset_members",
+                "datum_id",
+                ids.to_pylist(),
                 columns=["datum_id", "dataset_name"],
             )
             if members.num_rows:
-                pairs = [f"{d} by dataset {n}" for d, n in
-                         zip(*members.to_pydict().values(), strict=True)][:10]
+                pairs = [
+                    f"{d} by dataset {n}"
+                    for d, n in zip(*members.to_pydict().values(), strict=True)
+                ][:10]
                 raise InUseError(
                     f"datum(s) still in use: {'; '.join(pairs)}; remove them from the "
                     "dataset first (committed versions keep reading them either way)",

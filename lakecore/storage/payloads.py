@@ -294,7 +294,13 @@ class _BlobMount:
             if "already exists" not in str(exc).lower():
                 raise StorageError(f"cannot create the payload table: {exc}") from exc
 
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """The storage options Lance opens the blob table with."""
+        return self._lopts
+
     def dataset(self, refresh: bool = False) -> lance.LanceDataset:
+        """The blob table (the cached handle, or re-opened at its latest version)."""
         if self._ds is None or refresh:
             with storage_errors("opening the payload table"):
                 self._ds = lance.dataset(self.table_uri, storage_options=self._lopts)
@@ -853,3 +859,7 @@ class PayloadStore:
                 "uri": m.root.given if isinstance(m, _FolderMount) else None,
             }
         return out
+
+
+BlobMount = _BlobMount
+"""The type of a lake's own payload mount (for ``isinstance`` checks outside storage)."""

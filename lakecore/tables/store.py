@@ -29,7 +29,7 @@ class TableStore:
         self.root = root
         self.specs = dict(specs)
         self.options = lance_options(options)
-        self.session = lance.Session()
+        self.session = lance.Session()  # type: ignore[attr-defined]
         self._cache: dict[tuple[str, int], lance.LanceDataset] = {}
         self._lock = Lock()
 
@@ -67,7 +67,7 @@ class TableStore:
                 raise
             return self.latest(spec.name)
         for column, kind in spec.indices:
-            ds.create_scalar_index(column, kind)
+            ds.create_scalar_index(column, kind)  # type: ignore[arg-type]
         return ds
 
     def latest(self, name: str) -> lance.LanceDataset:

@@ -159,6 +159,8 @@ def apply_op(store: TableStore, op: Op, read_version: int) -> int:
     opts = store.options
     if isinstance(op, Append):
         prewrite(store, op)
+        if op.fragments is None:  # prewrite always sets them
+            raise RuntimeError(f"{op.table}: append without written fragments")
         nd = LanceDataset.commit(
             uri,
             LanceOperation.Append(op.fragments),
