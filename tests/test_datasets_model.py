@@ -32,8 +32,12 @@ def test_every_version_reads_its_recorded_content(base, commits):
     lake = lakecore.connect(base / f"lake-{salt}")
     assets = lake.assets.add_many([f"{salt}-{i}".encode() for i in range(N)], kind="blob")
     own = ["val" if i % 3 == 0 else "train" for i in range(N)]
-    datums = lake.datums.add_many([{"assets": {"image": a}, "split": s} for a, s in
-                                   zip(assets["asset_id"].to_pylist(), own, strict=True)])
+    datums = lake.datums.add_many(
+        [
+            {"assets": {"image": a}, "split": s}
+            for a, s in zip(assets["asset_id"].to_pylist(), own, strict=True)
+        ]
+    )
     ids = datums["datum_id"].to_pylist()
     expected: dict[str, dict[str, str | None]] = {}
     order: list[str] = []

@@ -73,9 +73,11 @@ def test_cli_datasets_and_gc(tmp_path):
     assert shown["stats"]["datums"] == 4
     lake = lakecore.connect(uri)
     lake.datasets.builder("shapes", parent="latest").remove(
-        lake.datasets.get("shapes").head(1)["datum_id"]).commit("1.1.0")
-    diff = json.loads(invoke("datasets", "diff", "shapes@1.0.0", "shapes@1.1.0", "--lake", uri,
-                             "--json").stdout)
+        lake.datasets.get("shapes").head(1)["datum_id"]
+    ).commit("1.1.0")
+    diff = json.loads(
+        invoke("datasets", "diff", "shapes@1.0.0", "shapes@1.1.0", "--lake", uri, "--json").stdout
+    )
     assert diff["removed"] == 1
     assert invoke("datasets", "tag", "shapes", "prod", "1.1.0", "--lake", uri).exit_code == 0
     versions = json.loads(invoke("datasets", "versions", "shapes", "--lake", uri, "--json").stdout)
@@ -88,8 +90,11 @@ def test_cli_errors_are_one_line(tmp_path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "lakecore.cli.main", "info", "--lake",
-                          str(tmp_path / "missing")], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lakecore.cli.main", "info", "--lake", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1
     assert "error: no lake at" in out.stderr and "Traceback" not in out.stderr
     bad = invoke("alias", "get", "nope", "--lake", str(tmp_path / "missing"))
