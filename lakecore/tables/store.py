@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from threading import Lock
 
 import lance
@@ -42,15 +43,22 @@ class TableStore:
         return self.root.child("tables", f"{name}.lance").uri
 
     def create_missing(self) -> dict[str, int]:
-        """Create every table that does not exist yet; return each table's latest version."""
-        versions = {}
-        for name, spec in self.specs.items():
+        """Create every table that does not exist yet; return each table's latest version.
+
+        Tables are created side by side in threads (on an object store each is a few round
+        trips of writes: one after another, a new S3 lake took ~1.2 s against moto).
+        """
+
+        def ensure(spec: TableSpec) -> int:
             try:
-                ds = self.latest(name)
+                ds = self.latest(spec.name)
             except TableNotFoundError:
                 ds = self._create(spec)
-            versions[name] = ds.version
-        return versions
+            return int(ds.version)
+
+        specs = list(self.specs.values())
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="lakecore-create") as pool:
+            return dict(zip(self.specs, pool.map(ensure, specs), strict=True))
 
     def _create(self, spec: TableSpec) -> lance.LanceDataset:
         uri = self.uri(spec.name)
