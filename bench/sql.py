@@ -8,7 +8,7 @@ half model predictions with scores). The lake is written through ``lake.commit``
 tables loaded from them.
 
 Each query runs cold (a fresh engine or connection, page cache dropped when running as root;
-for lakecore the first query scans Lance while the cache builds in the background) and warm
+for lakecore the first query scans Lance, then the cache builds in the background) and warm
 (median of 5 after one run; lakecore from its cached native tables).
 """
 
@@ -68,7 +68,8 @@ NOTES = [
     "baseline: DuckDB read_parquet over the same rows (one zstd Parquet file per table)",
     "native: the rows loaded into DuckDB native in-memory tables (no load time counted)",
     "cold: fresh engine/connection after dropping the page cache (root only); lakecore's "
-    "first query scans Lance while it caches the table versions in the background",
+    "first query scans Lance; when it has returned, the table versions are cached in the "
+    "background",
     "warm: median of 5 after one run (JSON 'best': the fastest run of each system); lakecore "
     "reads its cached native table versions",
     "ratio = lakecore / Parquet (goal <= 1.5); point lookups pick a random datum per run",
