@@ -113,9 +113,10 @@ class DatasetVersionHandle:
                 datums = ds.to_table(columns=read, filter=in_filter("datum_id", ids.to_pylist()))
             else:  # past a few thousand ids a scan beats the index
                 datums = ds.to_table(columns=read)
-        rows, pos = _match(datums["datum_id"], ids)
-        if len(rows) != datums.num_rows:  # only some of the datums are members
-            datums = datums.take(rows)
+        pos = pc.index_in(datums["datum_id"], value_set=ids)  # one hash join, no is_in pass
+        if pos.null_count:
+            found = pc.is_valid(pos)
+            datums, pos = datums.filter(found), pos.filter(found)
         if datums.num_rows != len(ids):
             raise NotFoundError(f"{self.ref}: datums missing at the pinned version")
         out: dict[str, Any] = {}
@@ -279,16 +280,3 @@ class DatasetVersionHandle:
             "labels": counts(records["label"]),
             "kinds": counts(records["kind"]),
         }
-
-
-def _match(datum_ids: pa.ChunkedArray, member_ids: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(row of each matching datum, in table order; the row of its member): one hash join.
-
-    polars joins 100k ids in about half the time of ``pyarrow.compute.index_in``.
-    """
-    import polars as pl
-
-    left = pl.DataFrame({"d": pl.from_arrow(datum_ids)}).with_row_index("i")
-    right = pl.DataFrame({"d": pl.from_arrow(member_ids)}).with_row_index("j")
-    joined = left.join(right, on="d", how="inner", maintain_order="left")
-    return joined["i"].to_arrow(), joined["j"].to_arrow()
