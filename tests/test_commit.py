@@ -207,8 +207,10 @@ def test_compaction_is_one_atomic_change_of_an_indexed_table(where):
     assert_consistent(lake.snapshot(), {**{f"t{i}": 2 for i in range(6)}, "t9": 2})
 
 
-def test_a_compaction_that_meets_another_writer_is_fenced(lake, monkeypatch):
-    """If rows changed under a compaction (a zombie writer), the catalog refuses the result."""
+@pytest.mark.parametrize("change", ["append", "update"])
+def test_a_compaction_that_meets_another_writer_is_fenced(lake, monkeypatch, change):
+    """If rows changed under a compaction (a zombie writer appended, or updated values in
+    place, which keeps Lance's stable row ids), the catalog refuses the result."""
     from lakecore.catalog import commit as commit_mod
 
     for i in range(3):
@@ -216,16 +218,20 @@ def test_a_compaction_that_meets_another_writer_is_fenced(lake, monkeypatch):
     real = commit_mod.apply_op
 
     def sneaky(store, op, version):
-        if isinstance(op, Compact):  # another writer appends right before the compaction
-            lance.write_dataset(
-                store.at("assets", version)
-                .to_table()
-                .slice(0, 1)
-                .set_column(0, "asset_id", pa.array(["asset_zombie_1"])),
-                store.uri("assets"),
-                mode="append",
-                storage_options=store.options,
-            )
+        if isinstance(op, Compact):  # another writer changes the table right before
+            row = store.at("assets", version).to_table().slice(0, 1)
+            if change == "append":
+                lance.write_dataset(
+                    row.set_column(0, "asset_id", pa.array(["asset_zombie_1"])),
+                    store.uri("assets"),
+                    mode="append",
+                    storage_options=store.options,
+                )
+            else:
+                at = row.schema.get_field_index("size_bytes")
+                row = row.set_column(at, "size_bytes", pa.array([123456789], pa.int64()))
+                ds = lance.dataset(store.uri("assets"), storage_options=store.options)
+                ds.merge_insert("asset_id").when_matched_update_all().execute(row)
         return real(store, op, version)
 
     monkeypatch.setattr(commit_mod, "apply_op", sneaky)

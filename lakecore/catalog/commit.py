@@ -86,6 +86,15 @@ class _Fenced(Exception):
     """Another writer changed a table under this transaction."""
 
 
+def _lost_race(exc: BaseException) -> bool:
+    """True when Lance refused a commit because another writer committed first.
+
+    Besides ``CommitConflictError``, Lance 14 raises a plain ``OSError`` ("Retryable commit
+    conflict ... preempted by concurrent transaction") e.g. when a compaction meets an update.
+    """
+    return isinstance(exc, LanceConflictError) or "retryable commit conflict" in str(exc).lower()
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A consistent view of the whole lake: every table at the version the catalog pins."""
@@ -333,7 +342,7 @@ class Catalog:
         except LakecoreError:
             raise
         except (OSError, ValueError) as exc:
-            if isinstance(exc, LanceConflictError):
+            if _lost_race(exc):
                 raise _Fenced(str(exc)) from exc
             raise CommitError(f"commit failed while writing tables: {exc}") from exc
         _step("before_swap")
@@ -353,7 +362,7 @@ class Catalog:
                 return version  # nothing to compact
             # Lance commits a compaction of an indexed table as two versions (the rewrite, then
             # the index remap): instead of "exactly one more", check that the rows are the same
-            # ones (stable row ids survive compaction; another writer's change would not)
+            # ones, unchanged (another writer's append, delete or update would show)
             if produced > version and self._same_rows(op.table, version, produced):
                 return produced
             raise _Fenced(f"{op.table}: the compaction saw another writer's change")
@@ -362,14 +371,23 @@ class Catalog:
         return produced
 
     def _same_rows(self, name: str, before: int, after: int) -> bool:
-        """True when two versions of a table hold the same rows (by stable row id)."""
+        """True when two versions of a table hold the same rows, unchanged.
 
-        def row_ids(version: int) -> np.ndarray[Any, Any]:
+        Compaction keeps each row's stable id and its last-updated version; another writer's
+        append or delete changes the ids, and its update (which keeps the id) the version.
+        """
+
+        def rows(version: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
             ds = self.store.at(name, version)
-            ids = ds.to_table(columns=[], with_row_id=True)["_rowid"].combine_chunks()
-            return np.sort(ids.to_numpy())
+            table = ds.scanner(
+                columns=["_row_last_updated_at_version"], with_row_id=True
+            ).to_table()
+            ids = table["_rowid"].to_numpy()
+            order = np.argsort(ids, kind="stable")
+            return ids[order], table["_row_last_updated_at_version"].to_numpy()[order]
 
-        return bool(np.array_equal(row_ids(before), row_ids(after)))
+        (ids_a, upd_a), (ids_b, upd_b) = rows(before), rows(after)
+        return bool(np.array_equal(ids_a, ids_b) and np.array_equal(upd_a, upd_b))
 
     def _rollback(self, name: str, pin: int) -> int:
         """R1 + R2: bring the table's latest version back to the pinned content."""
@@ -407,6 +425,6 @@ class Catalog:
                 commit_message=f"lakecore txn {txn_id}: {message or ''}".strip(),
             )
         except OSError as exc:
-            if isinstance(exc, LanceConflictError):
+            if _lost_race(exc):
                 raise _Fenced(f"catalog swap lost to another writer ({exc})") from exc
             raise CommitError(f"cannot swap the lake catalog: {exc}") from exc
