@@ -102,3 +102,19 @@ def test_ranges_of_rows_that_are_gone_are_unlocated(tmp_path):
             f.seek(int(ranges.offset[j]))
             assert f.read(int(ranges.size[j])) == data
     assert mount.ranges([]).file.tolist() == []
+
+
+def test_remote_requests_never_span_gaps_much_larger_than_the_payloads():
+    """Sparse small payloads (a shuffled unit over a big file) are fetched one by one; close
+    neighbours, or gaps smaller than the payload next to them, share a request."""
+    from lakecore.loaders._read import MERGE_GAP, SMALL_GAP, _bridgeable, _runs
+
+    kib = 1 << 10
+    size = np.array([4 * kib, 4 * kib, 4 * kib, 512 * kib, 4 * kib])
+    gaps = [1 * kib, 128 * kib, 300 * kib, MERGE_GAP + 1]  # before ranges 1..4
+    start = np.cumsum([0, *(size[:-1] + np.array(gaps))])
+    runs = _runs(start, start + size, _bridgeable(size))
+    # 0-1: 1 KiB gap; 1|2: 128 KiB > SMALL_GAP between 4 KiB payloads; 2-3: 300 KiB < the
+    # 512 KiB payload after it; 3|4: more than MERGE_GAP
+    assert runs == [(0, 2), (2, 4), (4, 5)]
+    assert 128 * kib > SMALL_GAP

@@ -11,6 +11,7 @@ offsets. A plan is plain Arrow and NumPy, so it pickles into worker processes ch
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -21,10 +22,18 @@ import pyarrow.compute as pc
 
 from lakecore.entities._base import in_filter
 from lakecore.entities._checks import map_entries
-from lakecore.errors import ConfigError, NotFoundError, ObjectNotFoundError, ValidationError
+from lakecore.errors import (
+    ConfigError,
+    NotFoundError,
+    ObjectNotFoundError,
+    StorageError,
+    ValidationError,
+)
 from lakecore.storage import PayloadStore, parse
 from schemas import LakeInfo, StorageRef
 from schemas.annotation import GEOMETRY_FIELDS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["KINDS", "Annotations", "Locations", "Plan", "Source", "build_plan"]
 
@@ -227,7 +236,11 @@ def _locate(store: PayloadStore, storage: pa.StructArray) -> Locations:
         found = mount.rowids(wanted)
         rowid[sel] = [found.get(s, -1) for s in wanted]
         sel = sel[rowid[sel] >= 0]
-        ranges = mount.ranges(rowid[sel])
+        try:
+            ranges = mount.ranges(rowid[sel])
+        except StorageError as exc:  # an optimisation only: read these by row id instead
+            log.warning("cannot locate payload byte ranges (%s); reading them by row id", exc)
+            continue
         ok = (ranges.file >= 0) & (ranges.size == size[sel])
         file[sel[ok]] = ranges.file[ok] + len(files)
         offset[sel[ok]] = ranges.offset[ok]

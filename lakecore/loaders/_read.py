@@ -35,18 +35,27 @@ U = TypeVar("U")
 
 MERGE_GAP = 1 << 20
 """Object stores: ranges of one file at most this far apart are fetched by one request..."""
+SMALL_GAP = 64 << 10
+"""... when the gap is also at most this, or at most the next payload's size (never fetch
+much more than the payloads: 4 KiB payloads 128 KiB apart are fetched one by one)..."""
 MERGE_MAX = 16 << 20
 """... of at most this many bytes (unless one payload is larger)."""
-OPEN_FILES = 256
+OPEN_FILES = 64
 """Local files a reader keeps open (then it opens and closes per read)."""
 _ADVISE = getattr(os, "posix_fadvise", None)
 
 
-def _runs(start: np.ndarray, end: np.ndarray, gap: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` index runs of sorted ranges whose neighbours are at most ``gap`` apart."""
+def _runs(start: np.ndarray, end: np.ndarray, gap: int | np.ndarray) -> list[tuple[int, int]]:
+    """``[lo, hi)`` index runs of sorted ranges whose neighbours are at most ``gap`` apart
+    (one gap for all, or one per neighbour pair)."""
     cut = np.flatnonzero(start[1:] - end[:-1] > gap) + 1
     bounds = [0, *cut.tolist(), len(start)]
     return list(itertools.pairwise(bounds))
+
+
+def _bridgeable(size: np.ndarray) -> np.ndarray:
+    """The largest gap before each range (but the first) that one request may span."""
+    return np.minimum(MERGE_GAP, np.maximum(SMALL_GAP, size[1:]))
 
 
 class Reader:
@@ -188,7 +197,7 @@ class Reader:
         parts: list[tuple[list[int], list[int], list[int]]] = []
         for path, js, offset, size in groups:
             end = offset + size
-            for lo, hi in _runs(offset, end, MERGE_GAP):
+            for lo, hi in _runs(offset, end, _bridgeable(size)):
                 i = lo
                 while i < hi:  # cut a run into requests of at most MERGE_MAX bytes
                     k = i + 1

@@ -228,7 +228,7 @@ def apply_reindex(store: TableStore, op: Reindex, ds: LanceDataset) -> int:
     if jobs and not op.merge and most < MAX_SEGMENTS:
         with ThreadPoolExecutor(max_workers=min(len(jobs), SEGMENT_THREADS)) as pool:
             built = list(pool.map(partial(_segment, uri, ds.version, options), jobs))
-    elif jobs or most > 1:
+    elif jobs or (op.merge and most > 1):
         ds.optimize.optimize_indices(num_indices_to_merge=most)
         return int(ds.version)
     # new segments, or nothing to do: still exactly one new version (the commit protocol
