@@ -55,7 +55,8 @@ def _runs(start: np.ndarray, end: np.ndarray, gap: int | np.ndarray) -> list[tup
 
 def _bridgeable(size: np.ndarray) -> np.ndarray:
     """The largest gap before each range (but the first) that one request may span."""
-    return np.minimum(MERGE_GAP, np.maximum(SMALL_GAP, size[1:]))
+    bridge: np.ndarray = np.minimum(MERGE_GAP, np.maximum(SMALL_GAP, size[1:]))
+    return bridge
 
 
 class Reader:
