@@ -16,19 +16,16 @@ import pyarrow as pa
 from lakecore.entities.annotations import Annotations
 from lakecore.tables import Append, to_arrow
 from lakecore.tables.arrow import layout
-from schemas import AnnotationRecord, AnnotationSchema, Asset, Datum, StorageRef
+from schemas import (
+    AnnotationKind,
+    AnnotationRecord,
+    AnnotationSchema,
+    Asset,
+    Datum,
+    StorageRef,
+)
 
-KINDS = [
-    "classification",
-    "bbox",
-    "rotated_bbox",
-    "polygon",
-    "polyline",
-    "ellipse",
-    "keypoints",
-    "mask",
-    "caption",
-]
+KINDS = [k.value for k in AnnotationKind]
 LABEL_IDS = {"cat": 1, "dog": 2}
 ASSETS = [f"asset_t{i}" for i in range(4)]
 DATUMS = ["datum_t0", "datum_t1"]

@@ -30,24 +30,14 @@ from lakecore.errors import (
     ValidationError,
 )
 from lakecore.storage import PayloadStore, parse
-from schemas import LakeInfo, StorageRef
+from schemas import AnnotationKind, LakeInfo, StorageRef
 from schemas.annotation import GEOMETRY_FIELDS
 
 log = logging.getLogger(__name__)
 
 __all__ = ["KINDS", "Annotations", "Locations", "Plan", "Source", "build_plan"]
 
-KINDS = (
-    "classification",
-    "bbox",
-    "rotated_bbox",
-    "polygon",
-    "polyline",
-    "ellipse",
-    "keypoints",
-    "mask",
-    "caption",
-)
+KINDS = tuple(k.value for k in AnnotationKind)
 """Annotation kinds, in the order of their codes in :attr:`Annotations.kind`."""
 
 _RECORD_COLUMNS = [

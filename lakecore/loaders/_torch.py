@@ -195,7 +195,8 @@ def _remove(path: str) -> None:
 
 
 class _Owned:
-    """Pickling for worker processes, and refusal of forked copies.
+    """What both datasets share: the plan, its per-process reader, pickling for worker
+    processes, and refusal of forked copies.
 
     A spawned worker receives its pickled dataset through a pipe that the parent writes while
     the child is still importing: a pickle larger than the pipe buffer (64 KiB) makes the
@@ -206,7 +207,25 @@ class _Owned:
 
     _pid: int
     plan: Plan
+    source: Source
+    decoders: Any
+    _reader: SampleBuilder | None
     _plan_file: str | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names; annotation ``labels`` index this list."""
+        return self.plan.classes
+
+    @property
+    def datum_ids(self) -> list[str]:
+        """Every selected datum id, sorted (map-style indices follow this order)."""
+        return self.plan.ids.to_pylist()  # type: ignore[no-any-return]
+
+    def _builder(self) -> SampleBuilder:
+        if self._reader is None:  # per process: the plan's arrays and the reader, built once
+            self._reader = SampleBuilder(self.plan, Reader(self.source), self.decoders)
+        return self._reader
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:
@@ -285,16 +304,6 @@ class LakeIterableDataset(_Resumable, _Owned, IterableDataset):  # type: ignore[
             f"rank {self.rank}/{self.world_size}, epoch {self._progress.epoch})"
         )
 
-    @property
-    def classes(self) -> list[str]:
-        """Class names; annotation ``labels`` index this list."""
-        return self.plan.classes
-
-    @property
-    def datum_ids(self) -> list[str]:
-        """Every selected datum id, in base order (sorted)."""
-        return self.plan.ids.to_pylist()  # type: ignore[no-any-return]
-
     def order(self, epoch: int | None = None) -> list[str]:
         """The datum ids this rank yields in ``epoch`` (default: the current epoch), in order."""
         return self.plan.ids.take(self.rank_positions(epoch)).to_pylist()  # type: ignore[no-any-return]
@@ -308,11 +317,6 @@ class LakeIterableDataset(_Resumable, _Owned, IterableDataset):  # type: ignore[
         return LakeDataLoader(self, **kwargs)
 
     # -- iteration -----------------------------------------------------------------------------
-    def _builder(self) -> SampleBuilder:
-        if self._reader is None:  # per process: the plan's arrays and the reader, built once
-            self._reader = SampleBuilder(self.plan, Reader(self.source), self.decoders)
-        return self._reader
-
     def _units(self, worker: int, workers: int) -> tuple[list[np.ndarray], int]:
         remaining = self.rank_positions()[self._progress.start :]
         mine = worker_share(remaining, worker=worker, workers=workers, chunk=self._chunk)
@@ -384,16 +388,6 @@ class LakeMapDataset(_Owned, Dataset):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return f"LakeMapDataset({self.plan.ref!r}, {len(self.plan)} datums)"
 
-    @property
-    def classes(self) -> list[str]:
-        """Class names; annotation ``labels`` index this list."""
-        return self.plan.classes
-
-    @property
-    def datum_ids(self) -> list[str]:
-        """Every datum id, in index order."""
-        return self.plan.ids.to_pylist()  # type: ignore[no-any-return]
-
     def __len__(self) -> int:
         return len(self.plan)
 
@@ -407,9 +401,7 @@ class LakeMapDataset(_Owned, Dataset):  # type: ignore[type-arg]
         unit = np.where(unit < 0, unit + n, unit)
         if len(unit) and (unit.min() < 0 or unit.max() >= n):
             raise IndexError(f"index out of range for {n} datums")
-        if self._reader is None:  # per process: the plan's arrays and the reader, built once
-            self._reader = SampleBuilder(self.plan, Reader(self.source), self.decoders)
-        samples = self._reader.samples(unit)
+        samples = self._builder().samples(unit)
         if self.transform is not None:
             samples = [self.transform(s) for s in samples]
         return samples
