@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from schemas._base import LakeModel, utcnow
 from schemas._common import IdStr, JsonDict, NonBlankStr, SplitName, UtcDateTime, id_factory
-from schemas._types import Index, PrimaryKey
+from schemas._types import Index, PrimaryKey, Token
 
 __all__ = [
     "AssetRetention",
@@ -123,7 +123,7 @@ class AssetRetention(LakeModel):
     __table__: ClassVar[str] = "asset_retentions"
 
     retention_id: Annotated[IdStr, PrimaryKey()] = Field(default_factory=id_factory("retention"))
-    asset_id: Annotated[IdStr, Index("BTREE")]
+    asset_id: Annotated[IdStr, Index("BTREE"), Token()]
     owner_type: RetentionOwner
     owner_id: NonBlankStr = Field(description="Id of the owning entity (collection, version, ...).")
     policy: RetentionPolicy = RetentionPolicy.RETAIN

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from schemas._base import LakeModel, utcnow
 from schemas._common import IdStr, JsonDict, UtcDateTime, has_space_or_control, id_factory
-from schemas._types import Index, PrimaryKey
+from schemas._types import Index, PrimaryKey, Token
 
 __all__ = ["DatasetMember", "DatasetTag", "DatasetVersion"]
 
@@ -124,7 +124,7 @@ class DatasetMember(LakeModel):
         default="", description='Deterministic: "{dataset_name}/{datum_id}" (computed when empty).'
     )
     dataset_name: Annotated[DatasetName, Index("BTREE")]
-    datum_id: Annotated[IdStr, Index("BTREE")]
+    datum_id: Annotated[IdStr, Index("BTREE"), Token()]
     split: str | None = Field(default=None, description="The datum's split in this dataset.")
 
     @model_validator(mode="before")

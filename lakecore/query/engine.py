@@ -338,7 +338,7 @@ class QueryEngine:
         if hit is not None:
             return hit
         ds = snapshot.dataset(name)
-        schema = ds.schema.to_string()
+        schema = _canonical(ds.schema).to_string()
         digest = hashlib.sha256(schema.encode())
         fragments: dict[int, tuple[Any, ...]] = {}
         rows: dict[int, int] = {}
@@ -717,3 +717,15 @@ class _Run:
         else:
             self.leases.append(entry)
             self._view(ref.text, f"SELECT * FROM {entry.relation}")
+
+
+def _canonical(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with each field's metadata in sorted key order (Lance does not keep the order
+    of field metadata from one version to the next)."""
+    return pa.schema(
+        [
+            f.with_metadata(dict(sorted(f.metadata.items()))) if f.metadata else f
+            for f in schema
+        ],
+        metadata=dict(sorted(schema.metadata.items())) if schema.metadata else None,
+    )

@@ -72,7 +72,11 @@ BLOB_SCHEMA = pa.schema(
             "sha256",
             pa.string(),
             nullable=False,
-            metadata={"lance-schema:unenforced-primary-key": "true"},
+            # hex digests barely compress; compressing them is most of their write cost
+            metadata={
+                "lance-schema:unenforced-primary-key": "true",
+                "lance-encoding:compression": "none",
+            },
         ),
         pa.field("size", pa.int64(), nullable=False),
         pa.field("data", pa.large_binary(), metadata={"lance-encoding:blob": "true"}),

@@ -38,12 +38,14 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from lakecore.errors import SchemaError
-from schemas._types import ArrowType, Index, PrimaryKey
+from schemas._types import ArrowType, Index, PrimaryKey, Token
 
 __all__ = ["FieldInfo", "ModelLayout", "from_arrow", "layout", "to_arrow"]
 
 M = TypeVar("M", bound=BaseModel)
 PK_META = {b"lance-schema:unenforced-primary-key": b"true"}
+RAW_META = {b"lance-encoding:compression": b"none"}
+"""Stores a column uncompressed (``Token`` fields and primary keys: random ids)."""
 _NARROW = {"float32": pa.float32(), "int8": pa.int8(), "int32": pa.int32()}
 
 
@@ -58,6 +60,7 @@ class FieldInfo:
     map_: bool  # dict[str, X] stored as an Arrow map
     index: str | None
     primary_key: bool
+    token: bool = False  # random ids: stored uncompressed
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,8 @@ def _field_info(model: type[BaseModel], name: str) -> FieldInfo:
     arrow, is_json, is_map = _arrow_type(tp, f"{model.__name__}.{name}")
     index = next((m.kind for m in meta if isinstance(m, Index)), None)
     pk = any(isinstance(m, PrimaryKey) for m in meta)
-    return FieldInfo(name, arrow, nullable, is_json, is_map, index, pk)
+    token = pa.types.is_string(arrow) and (pk or any(isinstance(m, Token) for m in meta))
+    return FieldInfo(name, arrow, nullable, is_json, is_map, index, pk, token)
 
 
 def _struct_fields(model: type[BaseModel]) -> list[pa.Field]:
@@ -176,9 +180,11 @@ def layout(model: type[BaseModel]) -> ModelLayout:
         raise SchemaError(f"{model.__name__} declares several primary keys: {keys}")
     fields = []
     for f in infos:
-        meta = PK_META if f.primary_key else None
+        meta = {**(PK_META if f.primary_key else {}), **(RAW_META if f.token else {})}
         fields.append(
-            pa.field(f.name, f.arrow, nullable=f.nullable and not f.primary_key, metadata=meta)
+            pa.field(
+                f.name, f.arrow, nullable=f.nullable and not f.primary_key, metadata=meta or None
+            )
         )
     indices = tuple((f.name, f.index) for f in infos if f.index)
     if keys:
