@@ -280,3 +280,45 @@ def test_datum_in_a_dataset_cannot_be_deleted(lake):
     lake.datasets.builder("s", parent="latest").remove(dids[:1]).commit("2")
     lake.datums.delete([dids[0]])  # no longer held by the current membership
     assert lake.datasets.get("s", "1").to_arrow().num_rows == 2  # version 1 still reads it
+
+
+def test_removals_hit_the_right_rows_after_other_writers_and_compaction(lake):
+    """Removed members are deleted by the stable row ids read at the parent: other datasets'
+    commits and a compaction of the membership table in between must not shift them."""
+    _, dids, _ = populate(lake, n=30)
+    lake.datasets.builder("a").add(dids[:20]).commit("1")
+    lake.datasets.builder("b").add(dids[10:]).commit("1")  # shares dids[10:20] with "a"
+    lake.datasets.builder("b", parent="latest").remove(dids[25:]).commit("2")
+    lake.optimize()  # compacts dataset_members: rows move to new files, their ids stay
+    v2 = lake.datasets.builder("a", parent="latest").remove(dids[5:15]).commit("2")
+    assert sorted(v2.members()["datum_id"].to_pylist()) == sorted(dids[:5] + dids[15:20])
+    b = lake.datasets.get("b", "latest")
+    assert sorted(b.members()["datum_id"].to_pylist()) == sorted(dids[10:25])
+    assert sorted(lake.datasets.get("a", "1").members()["datum_id"].to_pylist()) == sorted(
+        dids[:20]
+    )
+
+
+def test_a_datum_deleted_after_the_lookahead_is_still_caught(lake, monkeypatch):
+    """The builder looks the added datums up before it takes the writer lease; if the datums
+    table changes before the lease, the lookup is redone at the snapshot it commits on."""
+    from lakecore.datasets.builder import DatasetBuilder
+
+    aids, dids, _ = populate(lake, n=6)
+    lone = lake.datums.add_many([{"assets": {"image": aids[0]}}])["datum_id"][0].as_py()
+    lake.datasets.builder("s").add(dids[:3]).commit("1")
+    original = DatasetBuilder._prefetch_datums
+
+    def prefetch_then_delete(self):  # another writer deletes a datum right after the lookup
+        found = original(self)
+        lake.datums.delete([lone])
+        return found
+
+    monkeypatch.setattr(DatasetBuilder, "_prefetch_datums", prefetch_then_delete)
+    pins = lake.snapshot().pins
+    with pytest.raises(ValidationError, match=f"{lone} does not exist"):
+        lake.datasets.builder("s", parent="latest").add([*dids[3:], lone]).commit("2")
+    assert lake.snapshot().pins["dataset_versions"] == pins["dataset_versions"]
+    monkeypatch.setattr(DatasetBuilder, "_prefetch_datums", original)
+    v2 = lake.datasets.builder("s", parent="latest").add(dids[3:]).commit("2")
+    assert sorted(v2.members()["datum_id"].to_pylist()) == sorted(dids)

@@ -225,9 +225,36 @@ def test_every_table_has_a_strategy_key_and_index():
     for name, spec in specs.items():
         assert spec.key is not None, name
         field = spec.schema.field(spec.key)
-        assert field.metadata == {b"lance-schema:unenforced-primary-key": b"true"}
+        assert field.metadata[b"lance-schema:unenforced-primary-key"] == b"true"
+        if field.type == pa.string():  # random ids: stored uncompressed
+            assert field.metadata[b"lance-encoding:compression"] == b"none"
         assert not field.nullable
         assert spec.indices[0] == (spec.key, "BTREE")
+
+
+def test_token_columns_are_stored_uncompressed_and_others_are_not():
+    members = layout(S.DatasetMember).schema
+    raw = {f.name for f in members if (f.metadata or {}).get(b"lance-encoding:compression")}
+    assert raw == {"member_id", "datum_id"}  # the key and the Token-marked column only
+    records = layout(S.AnnotationRecord).schema
+    assert records.field("label").metadata is None  # labels repeat: Lance compresses them
+
+
+def test_a_delete_that_must_match_n_rows_fails_whole(lake):
+    from lakecore.errors import CommitError
+    from lakecore.tables import Delete
+
+    assets = lake.assets.add_many([b"a", b"b", b"c"], kind="blob")
+    snap = lake.snapshot()
+    rowids = snap.to_table("assets", columns=["asset_id"], with_row_id=True)["_rowid"]
+    listed = ",".join(str(r) for r in rowids.to_pylist()[:2])
+    with pytest.raises(CommitError, match="expected to delete 3 rows, 2 matched"):
+        lake.commit([Delete("assets", f"_rowid IN ({listed})", expect=3)])
+    assert lake.snapshot().pins == snap.pins  # nothing committed
+    assert lake.assets.table().num_rows == 3
+    lake.commit([Delete("assets", f"_rowid IN ({listed})", expect=2)])
+    left = lake.assets.table()["asset_id"].to_pylist()
+    assert left == [assets["asset_id"][2].as_py()]
 
 
 def test_bbox_is_fixed_size_float32():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,8 @@ CATALOG_SCHEMA = pa.schema(
 )
 
 _fault_hook: Callable[[str], None] | None = None
+PREPARE_THREADS = 4
+"""Appends whose data files a commit writes at once."""
 _PIN_CACHE = 256
 """Catalog versions whose pins a Catalog keeps in memory."""
 
@@ -112,11 +115,16 @@ class Snapshot:
         return self.store.at(name, version)
 
     def to_table(
-        self, name: str, *, columns: Sequence[str] | None = None, filter: str | None = None
+        self,
+        name: str,
+        *,
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+        with_row_id: bool = False,
     ) -> pa.Table:
-        """Read (part of) a table at its pinned version."""
+        """Read (part of) a table at its pinned version (``with_row_id``: add ``_rowid``)."""
         cols = None if columns is None else list(columns)
-        return self.dataset(name).to_table(columns=cols, filter=filter)
+        return self.dataset(name).to_table(columns=cols, filter=filter, with_row_id=with_row_id)
 
     def count(self, name: str, filter: str | None = None) -> int:
         """Count a table's rows (matching ``filter``) at its pinned version."""
@@ -275,7 +283,7 @@ class Catalog:
             CommitConflictError: other writers kept winning for ``max_attempts`` tries.
             LakecoreError: whatever ``build`` raised (nothing is written).
         """
-        fixed = [self._prepare(op) for op in ops]
+        fixed = self._prepare_all(ops)
         txn_id = uuid.uuid4().hex
         with self._local:
             self.lease.acquire(self.lease_timeout)
@@ -305,6 +313,19 @@ class Catalog:
             _prewrite(self.store, op)
         return op
 
+    def _prepare_all(self, ops: Iterable[Op]) -> list[Op]:
+        """Conform every operation and write the appends' data files, several at once.
+
+        Lance releases the GIL while it encodes and writes, and a small append costs a few
+        milliseconds of fixed work: a commit of three appends (a dataset version: members,
+        version row, retentions) spends about half as long here as when written one by one.
+        """
+        ops = list(ops)
+        if sum(isinstance(op, Append) and op.fragments is None for op in ops) < 2:
+            return [self._prepare(op) for op in ops]
+        with ThreadPoolExecutor(max_workers=min(len(ops), PREPARE_THREADS)) as pool:
+            return list(pool.map(self._prepare, ops))
+
     def _attempt(
         self,
         fixed: list[Op],
@@ -320,7 +341,7 @@ class Catalog:
         snap = Snapshot(self.store, cv, dict(pins))
         ops = list(fixed)
         if build is not None:
-            ops.extend(self._prepare(op) for op in build(snap))
+            ops.extend(self._prepare_all(build(snap)))
         by_table: dict[str, list[Op]] = {}
         for op in ops:
             if op.table not in pins:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -12,7 +14,7 @@ import pyarrow.compute as pc
 from lakecore.entities._base import LakeCore, new_ids, now_array, quote, rows_where
 from lakecore.entities._checks import (
     check_one_split,
-    delete_in,
+    delete_rowids,
     dump_json,
     first,
     id_array,
@@ -34,6 +36,8 @@ READ_TABLES = ("datums", "annotation_records", "annotation_sets", "annotation_sc
 """Tables a dataset version reads; their pinned versions are recorded and tagged."""
 
 MEMBER_SCHEMA = pa.schema([pa.field("datum_id", pa.string()), pa.field("split", pa.string())])
+HEAD_SCHEMA = MEMBER_SCHEMA.append(pa.field("_rowid", pa.uint64()))
+"""Membership rows as read from ``dataset_members``, with their stable row ids."""
 
 
 class DatasetBuilder:
@@ -54,6 +58,7 @@ class DatasetBuilder:
         self._ops: list[tuple[str, pa.Array, str | None, pa.Array | None]] = []
         self._sets: list[str] = list(parent.record.annotation_set_ids) if parent else []
         self._extra: list[Op] = []
+        self._prefetch: _Prefetch | None = None
 
     def __repr__(self) -> str:
         base = self.parent.ref if self.parent else "empty"
@@ -131,7 +136,14 @@ class DatasetBuilder:
         )
         for tag in tags:
             DatasetTag(dataset_name=self.name, tag=tag)
-        start = self._parent_rows(self._touched())  # O(changes) rows, index lookups
+        self._extra = list(with_ops)
+        # O(changes) index lookups, side by side: the parent's rows of the touched datums, and
+        # (speculatively, at the current snapshot) the added datums; the build reuses the
+        # latter when the datums table has not changed by the time it holds the lease
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            parent_rows = pool.submit(self._parent_rows, self._touched())
+            self._prefetch = pool.submit(self._prefetch_datums).result()
+            start = parent_rows.result()
         final = self._apply(start)
         record: list[DatasetVersion] = []
 
@@ -139,7 +151,6 @@ class DatasetBuilder:
             record.clear()
             return self._build(snap, probe, start, final, tags, record)
 
-        self._extra = list(with_ops)
         result = self._core.commit(
             self._extra, build=build, message=f"dataset {self.name}@{version}"
         )
@@ -179,6 +190,19 @@ class DatasetBuilder:
                 current = current.set_column(1, "split", new_split)
         return current.sort_by("datum_id")
 
+    def _prefetch_datums(self) -> _Prefetch | None:
+        """The rows of the datums that the changes add, read at the current snapshot."""
+        added = [op[1] for op in self._ops if op[0] == "add"]
+        if not added:
+            return None
+        ids = pc.unique(pa.concat_arrays(added))
+        appended = self._appended("datums", ["datum_id"])
+        if appended is not None:  # this commit's own new datums: not in the table yet
+            ids = ids.filter(pc.invert(pc.is_in(ids, value_set=appended["datum_id"])))
+        snap = self._core.snapshot()
+        rows = rows_where(snap, "datums", "datum_id", ids, columns=list(_DATUM_COLUMNS))
+        return _Prefetch(snap.pins["datums"], ids, rows.cast(_DATUM_ROWS))
+
     def _appended(self, table: str, columns: Sequence[str]) -> pa.Table | None:
         """Rows this commit's ``with_ops`` append to ``table`` (None when there are none)."""
         parts = [
@@ -193,18 +217,19 @@ class DatasetBuilder:
         return pc.unique(pa.concat_arrays(ids)) if ids else pa.array([], pa.string())
 
     def _parent_rows(self, ids: pa.Array) -> pa.Table:
-        """The parent's membership rows of ``ids`` (read at the parent's pins)."""
+        """The parent's membership rows of ``ids`` with their row ids (at the parent's pins)."""
         if self.parent is None or not len(ids):
-            return MEMBER_SCHEMA.empty_table()
+            return HEAD_SCHEMA.empty_table()
         rows = rows_where(
             self.parent.snapshot,
             "dataset_members",
             "datum_id",
             ids,
             columns=["dataset_name", "datum_id", "split"],
+            row_ids=True,
         )
         rows = rows.filter(pc.equal(rows["dataset_name"], self.parent.name))
-        return rows.select(["datum_id", "split"]).cast(MEMBER_SCHEMA)
+        return rows.select(["datum_id", "split", "_rowid"]).cast(HEAD_SCHEMA)
 
     def _untouched(self) -> pa.Table:
         """The parent's rows the changes do not touch (reads the whole parent; branching only)."""
@@ -265,6 +290,7 @@ class DatasetBuilder:
                 "dataset_members",
                 columns=["datum_id", "split"],
                 filter=f"dataset_name = {quote(name)}",
+                with_row_id=True,
             )
             desired = pa.concat_tables([self._untouched(), final])
             desired, datums = self._resolve(snap, desired, head)
@@ -296,14 +322,17 @@ class DatasetBuilder:
         return ops
 
     def _member_ops(self, desired: pa.Table, head: pa.Table) -> list[Op]:
-        """Deletes and upserts turning the membership rows ``head`` into ``desired``."""
-        name = self.name
+        """Deletes and upserts turning the membership rows ``head`` into ``desired``.
+
+        ``head`` rows carry their stable row ids: removed members are deleted by row id. In
+        the usual case they were read at the parent's pins; the dataset's rows have not
+        changed since (the parent is still its newest version), and a stable row id stays
+        with its row through other writers' updates and compactions.
+        """
         ids = desired["datum_id"].combine_chunks()
         gone = pc.invert(pc.is_in(head["datum_id"], value_set=ids))
-        ops: list[Op] = delete_in(
-            "dataset_members",
-            "member_id",
-            [f"{name}/{d}" for d in head["datum_id"].filter(gone).to_pylist()],
+        ops: list[Op] = delete_rowids(
+            "dataset_members", head["_rowid"].filter(gone), f"dataset_name = {quote(self.name)}"
         )
         pos = pc.index_in(ids, value_set=head["datum_id"])
         same = pc.fill_null(pc.equal(desired["split"], head["split"].take(pos)), False)
@@ -344,8 +373,15 @@ class DatasetBuilder:
             pc.invert(pc.is_in(ids, value_set=head["datum_id"])), pc.is_null(desired["split"])
         )
         wanted = ids.filter(look)
-        cols = ["datum_id", "split", "assets"]
-        datums = rows_where(snap, "datums", "datum_id", wanted, columns=cols)
+        cols = list(_DATUM_COLUMNS)
+        datums, rest = _DATUM_ROWS.empty_table(), wanted
+        pre = self._prefetch
+        if pre is not None and pre.pin == snap.pins["datums"]:  # same table version: reuse
+            datums = pre.rows.filter(pc.is_in(pre.rows["datum_id"], value_set=wanted))
+            rest = wanted.filter(pc.invert(pc.is_in(wanted, value_set=pre.looked_up)))
+        if len(rest):
+            found = rows_where(snap, "datums", "datum_id", rest, columns=cols)
+            datums = pa.concat_tables([datums, found.cast(datums.schema)])
         extra = self._appended("datums", cols)
         if extra is not None:
             extra = extra.filter(pc.is_in(extra["datum_id"], value_set=wanted))
@@ -405,6 +441,25 @@ class DatasetBuilder:
             schema=schema,
         )
         return [Append("asset_retentions", table)]
+
+
+_DATUM_COLUMNS = ("datum_id", "split", "assets")
+_DATUM_ROWS = pa.schema(
+    [
+        pa.field("datum_id", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("assets", pa.map_(pa.string(), pa.string())),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class _Prefetch:
+    """Datum rows looked up before the lease, valid while the datums table stays at ``pin``."""
+
+    pin: int
+    looked_up: pa.Array
+    rows: pa.Table
 
 
 def _counts(values: pa.Array | pa.ChunkedArray) -> Counter[str]:

@@ -102,10 +102,12 @@ def rows_where(
     values: Iterable[Any] | pa.Array | pa.ChunkedArray,
     columns: Sequence[str] | None = None,
     chunk: int = 4096,
+    row_ids: bool = False,
 ) -> pa.Table:
     """Rows of ``table`` whose ``column`` is in ``values`` (uses the column's scalar index).
 
-    ``values`` may be an Arrow array (no Python objects are made for large lookups).
+    ``values`` may be an Arrow array (no Python objects are made for large lookups). With
+    ``row_ids``, the rows' stable ids come too, as a last column ``_rowid``.
     """
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
@@ -119,17 +121,21 @@ def rows_where(
     # (measured): past the break-even, scan the column once and filter with a hash set.
     if n > 256 and n * 40 > ds.count_rows():
         cols = None if columns is None else list(dict.fromkeys([*columns, column]))
-        table_ = ds.to_table(columns=cols)
+        table_ = ds.to_table(columns=cols, with_row_id=row_ids)
         value_set = arr if arr is not None else pa.array(vals)
         out = table_.filter(pc.is_in(table_[column], value_set=value_set))
-        return out if columns is None else out.select(list(columns))
+        if columns is None:
+            return out
+        return out.select([*columns, "_rowid"] if row_ids else list(columns))
     if arr is not None:
         vals = arr.to_pylist()
     cols_ = None if columns is None else list(columns)
     parts = [
-        ds.to_table(columns=cols_, filter=in_filter(column, vals[i : i + chunk]))
+        ds.to_table(
+            columns=cols_, filter=in_filter(column, vals[i : i + chunk]), with_row_id=row_ids
+        )
         for i in range(0, len(vals), chunk)
     ]
     if not parts:
-        return ds.schema.empty_table() if cols_ is None else ds.to_table(columns=cols_, limit=0)
+        return ds.to_table(columns=cols_, limit=0, with_row_id=row_ids)
     return pa.concat_tables(parts)

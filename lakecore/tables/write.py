@@ -19,7 +19,7 @@ import pyarrow as pa
 from lance import LanceDataset
 from lance.dataset import LanceOperation
 
-from lakecore.errors import SchemaError
+from lakecore.errors import CommitError, SchemaError
 from lakecore.tables.store import TableStore
 
 __all__ = [
@@ -74,10 +74,16 @@ class Upsert:
 
 @dataclass
 class Delete:
-    """Delete the rows matching a Lance SQL predicate."""
+    """Delete the rows matching a Lance SQL predicate.
+
+    With ``expect``, exactly that many rows must match, or the commit fails (used with
+    ``_rowid IN (...)`` predicates: deleting by stable row id skips the key lookup, and the count
+    proves the ids still name the rows they were read as).
+    """
 
     table: str
     predicate: str
+    expect: int | None = None
 
 
 @dataclass
@@ -182,7 +188,14 @@ def apply_op(store: TableStore, op: Op, read_version: int) -> int:
         nd = LanceDataset.commit(uri, txn, read_version=read_version, storage_options=opts)
         return int(nd.version)
     if isinstance(op, Delete):
-        ds.delete(op.predicate)
+        result = ds.delete(op.predicate)
+        deleted = int((result or {}).get("num_deleted_rows", -1))
+        if op.expect is not None and deleted != op.expect:
+            raise CommitError(
+                f"{op.table}: expected to delete {op.expect} rows, {deleted} matched; the rows "
+                "changed since they were read (nothing is committed, retry)",
+                table=op.table,
+            )
         return int(ds.version)
     if isinstance(op, Compact):
         return apply_compact(store, op, read_version)
