@@ -18,7 +18,7 @@ from schemas._common import (
     has_space_or_control,
     id_factory,
 )
-from schemas._types import I32, Index, PrimaryKey
+from schemas._types import I32, Index, PrimaryKey, Token
 from schemas.storage import StorageRef
 
 __all__ = [
@@ -64,7 +64,9 @@ class Asset(LakeModel):
     asset_id: Annotated[IdStr, PrimaryKey()] = Field(default_factory=id_factory("asset"))
     kind: Annotated[AssetKind, Index("BITMAP")]
     media_type: str = Field(description='IANA media type, e.g. "image/jpeg".')
-    sha256: Annotated[Sha256, Index("BTREE")] = Field(description="SHA-256 of the payload.")
+    sha256: Annotated[Sha256, Index("BTREE"), Token()] = Field(
+        description="SHA-256 of the payload."
+    )
     size_bytes: int = Field(ge=0, description="Payload size in bytes.")
     width: I32 | None = Field(default=None, ge=0, le=INT32_MAX, description="Pixels, if known.")
     height: I32 | None = Field(default=None, ge=0, le=INT32_MAX, description="Pixels, if known.")

@@ -723,9 +723,6 @@ def _canonical(schema: pa.Schema) -> pa.Schema:
     """``schema`` with each field's metadata in sorted key order (Lance does not keep the order
     of field metadata from one version to the next)."""
     return pa.schema(
-        [
-            f.with_metadata(dict(sorted(f.metadata.items()))) if f.metadata else f
-            for f in schema
-        ],
+        [f.with_metadata(dict(sorted(f.metadata.items()))) if f.metadata else f for f in schema],
         metadata=dict(sorted(schema.metadata.items())) if schema.metadata else None,
     )
