@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,6 +16,7 @@ from schemas._common import (
     check_mount_name,
     id_factory,
 )
+from schemas._types import Token
 
 __all__ = ["LakeInfo", "MountConfig", "MountKind", "StorageRef"]
 
@@ -24,8 +25,10 @@ class StorageRef(LakeModel):
     """Points at one stored payload: a mount, a key inside it, and the payload's hash and size."""
 
     mount: MountName = Field(description="Name of the mount (see LakeInfo.mounts).")
-    key: StorageKey = Field(description="Relative object key inside the mount.")
-    sha256: Sha256 = Field(description="SHA-256 of the payload bytes (lower-case hex).")
+    key: Annotated[StorageKey, Token()] = Field(description="Relative object key inside the mount.")
+    sha256: Annotated[Sha256, Token()] = Field(
+        description="SHA-256 of the payload bytes (lower-case hex)."
+    )
     size: int = Field(ge=0, description="Payload size in bytes.")
 
     @property

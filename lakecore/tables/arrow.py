@@ -167,7 +167,8 @@ def _struct_fields(model: type[BaseModel]) -> list[pa.Field]:
     out = []
     for name in model.model_fields:
         info = _field_info(model, name)
-        out.append(pa.field(name, info.arrow, nullable=info.nullable))
+        meta = RAW_META if info.token else None
+        out.append(pa.field(name, info.arrow, nullable=info.nullable, metadata=meta))
     return out
 
 
