@@ -193,7 +193,7 @@ def apply_op(store: TableStore, op: Op, read_version: int) -> int:
         if op.expect is not None and deleted != op.expect:
             raise CommitError(
                 f"{op.table}: expected to delete {op.expect} rows, {deleted} matched; the rows "
-                "changed since they were read (nothing is committed, retry)",
+                "changed since they were read (the lake is unchanged: this commit is dropped)",
                 table=op.table,
             )
         return int(ds.version)
