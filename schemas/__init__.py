@@ -7,7 +7,7 @@ types (and the markers from :mod:`schemas._types`) to Arrow.
 from __future__ import annotations
 
 from schemas._base import LakeModel, new_id, utcnow
-from schemas._types import F32, I8, I32, ArrowType, Index, IndexKind, PrimaryKey
+from schemas._types import F32, I8, I32, ArrowType, Index, IndexKind, PrimaryKey, Token
 from schemas.annotation import (
     RLE,
     AnnotationKind,
@@ -105,6 +105,7 @@ __all__ = [
     "StorageRef",
     "SubjectKind",
     "TaskType",
+    "Token",
     "UploadSession",
     "UploadStatus",
     "new_id",
