@@ -21,8 +21,10 @@ import hashlib
 import io
 import itertools
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Union
 
@@ -59,6 +61,11 @@ BATCH_BYTES = 256 * 1024 * 1024
 STREAM_BYTES = 4 * 1024 * 1024
 """Small payloads are hashed and handed to Lance in record batches of about this size, so the
 hashing of one batch overlaps Lance encoding the previous one."""
+PUT_THREADS = 4
+"""Writers storing small payloads at once. Lance encodes a blob column on about one core per
+writer: 10k x 4 KiB took 127-165 ms as one stream and 67-89 ms as four (2 vCPUs, measured)."""
+PART_BYTES = 8 * 1024 * 1024
+"""Each writer gets at least this many bytes (smaller puts use one writer, no thread)."""
 
 PayloadSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", IO[bytes]]
 """bytes-like data, a local file path, or a readable binary stream."""
@@ -422,33 +429,39 @@ class _BlobMount:
         """Store the payloads whose sha256 is not stored yet, in one Lance commit; return the
         sha256 of every payload, in order.
 
-        Lance pulls record batches of about ``STREAM_BYTES`` from a generator that hashes them
-        first: hashing one batch overlaps Lance encoding the previous one. Duplicates (in
-        ``data`` or already stored) are written once.
+        The payloads are split into up to ``PUT_THREADS`` parts, each written as its own data
+        files by its own thread (Lance encodes a blob column on about one core per writer); one
+        ``Append`` then commits them all. Within a part, Lance pulls record batches of about
+        ``STREAM_BYTES`` from a generator that hashes them first, so hashing overlaps encoding
+        and memory stays bounded. Duplicates (in ``data`` or already stored) are written once.
         """
-        shas: list[str] = []
-        if not data:
-            return shas
+        n = len(data)
+        if not n:
+            return []
         with storage_errors("indexing the payload table"):
-            self._index.update(self.dataset(refresh=True))
+            base = self.dataset(refresh=True)
+            self._index.update(base)
+        shas = [""] * n
         seen: set[str] = set()
+        claim = threading.Lock()
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            start = 0
-            while start < len(data):
+        def batches(lo: int, hi: int) -> Iterator[pa.RecordBatch]:
+            start = lo
+            while start < hi:
                 stop, size = start, 0
-                while stop < len(data) and (size < STREAM_BYTES or stop == start):
+                while stop < hi and (size < STREAM_BYTES or stop == start):
                     size += len(data[stop])
                     stop += 1
                 part = data[start:stop]
                 hashes = [hashlib.sha256(d).hexdigest() for d in part]
-                shas.extend(hashes)
+                shas[start:stop] = hashes
                 known = self._index.lookup(hashes)
                 new = []
-                for j, sha in enumerate(hashes):
-                    if sha not in known and sha not in seen:
-                        seen.add(sha)
-                        new.append(j)
+                with claim:  # the first part to meet a new digest writes it
+                    for j, sha in enumerate(hashes):
+                        if sha not in known and sha not in seen:
+                            seen.add(sha)
+                            new.append(j)
                 start = stop
                 if new:
                     blobs = [part[j] for j in new]
@@ -461,19 +474,41 @@ class _BlobMount:
                         schema=BLOB_SCHEMA,
                     )
 
-        stream = batches()
-        head = next(stream, None)
-        if head is not None:
+        def write(bounds: tuple[int, int]) -> list[Any]:
+            stream = batches(*bounds)
+            head = next(stream, None)
+            if head is None:
+                return []
             reader = pa.RecordBatchReader.from_batches(BLOB_SCHEMA, itertools.chain([head], stream))
-            # Appends never conflict. Two writers putting the same new bytes at the same moment
-            # may both append them: harmless (same content), lookups return either row, gc
-            # keeps one.
-            with storage_errors("writing payloads"):
-                self._ds = lance.write_dataset(
-                    reader, self.table_uri, mode="append", storage_options=self._lopts
+            return list(
+                lance.fragment.write_fragments(
+                    reader, self.table_uri, schema=BLOB_SCHEMA, storage_options=self._lopts
                 )
-        if len(shas) != len(data):  # Lance stopped reading early without raising
-            raise StorageError(f"stored {len(shas)} of {len(data)} payloads")
+            )
+
+        total = sum(map(len, data))
+        k = max(1, min(PUT_THREADS, total // PART_BYTES, n))
+        cuts = [i * n // k for i in range(k + 1)]
+        parts = list(itertools.pairwise(cuts))
+        with storage_errors("writing payloads"):
+            if k == 1:
+                fragments = write(parts[0])
+            else:
+                with ThreadPoolExecutor(max_workers=k, thread_name_prefix="lakecore-put") as pool:
+                    fragments = [f for done in pool.map(write, parts) for f in done]
+            if fragments:
+                # Appends never conflict: if another writer appended since ``base``, Lance
+                # commits on top of it. Two writers putting the same new bytes at the same
+                # moment may both append them: harmless (same content), lookups return either
+                # row, gc keeps one.
+                self._ds = lance.LanceDataset.commit(
+                    self.table_uri,
+                    lance.LanceOperation.Append(fragments),
+                    read_version=base.version,
+                    storage_options=self._lopts,
+                )
+        if any(not sha for sha in shas):  # a writer stopped reading early without raising
+            raise StorageError(f"stored {sum(map(bool, shas))} of {n} payloads")
         return shas
 
     def put_stream(self, stream: IO[bytes], head: list[bytes]) -> StorageRef:
