@@ -107,6 +107,10 @@ class Lake:
         """Commit table operations atomically across tables (see ``lakecore.catalog``)."""
         return self._catalog.commit(ops, build=build, message=message)
 
+    def prepare(self, op: Op) -> Op:
+        """Write an append's data files ahead of its commit (see ``Catalog.prepare``)."""
+        return self._catalog.prepare(op)
+
     # -- SQL (DuckDB, imported on first use) ----------------------------------------------------
     @property
     def query(self) -> QueryEngine:

@@ -109,6 +109,40 @@ def test_random_batch_with_one_bad_row_is_rejected_whole(env, data):
     assert ann.count() == count + len(good)
 
 
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_a_batch_written_ahead_is_still_rejected_whole(env, monkeypatch, data):
+    """Large batches write their data files while they are checked: a bad row still leaves the
+    lake reading as before, and the corrected batch commits exactly its own rows."""
+    import threading
+
+    from lakecore.entities import annotations
+
+    monkeypatch.setattr(annotations, "WRITE_AHEAD_ROWS", 1)  # every batch takes that path
+    lake, ann, aset = env
+    n = data.draw(st.integers(1, 12), label="rows")
+    kinds = data.draw(st.lists(st.sampled_from(KINDS), min_size=n, max_size=n), label="kinds")
+    rng = data.draw(st.randoms(use_true_random=False))
+    rows = [valid_row(kind, rng) for kind in kinds]
+    bad = data.draw(st.integers(0, n - 1), label="bad row")
+    name = data.draw(st.sampled_from(applicable(kinds[bad])), label="corruption")
+    good = rows[:bad] + rows[bad + 1 :]
+    rows[bad], field = corrupt(rows[bad], name)
+    before, count = lake.snapshot().pins, ann.count()
+    _rejects(ann, aset.set_id, arrow_rows(rows), bad, field)
+    assert lake.snapshot().pins == before and ann.count() == count
+    assert not [t for t in threading.enumerate() if t.name.startswith("lakecore-write-ahead")]
+    if good:
+        written = ann.add(aset.set_id, arrow_rows(good))
+        ids = set(written["annotation_id"].to_pylist())
+        stored = ann.table(columns=["annotation_id"])["annotation_id"].to_pylist()
+        assert ids <= set(stored) and len(stored) == count + len(good)
+
+
 def test_schema_restricts_kinds_and_scores(env):
     _, ann, _ = env
     boxes = ann.create_schema(

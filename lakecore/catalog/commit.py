@@ -306,6 +306,15 @@ class Catalog:
                 self.lease.release()
                 _step("released")
 
+    def prepare(self, op: Op) -> Op:
+        """Conform ``op`` and write its data files if it is an append, without committing.
+
+        The files stay invisible until a commit of ``op`` references them; a caller that
+        drops ``op`` instead leaves them unreferenced (Lance's clean-up removes such files
+        after its grace period, as after a crash). Committing ``op`` later reuses them.
+        """
+        return self._prepare(op)
+
     def _prepare(self, op: Op) -> Op:
         if isinstance(op, (Append, Upsert)):
             op.data = conform(self.store, op.table, op.data)

@@ -44,6 +44,11 @@ class LakeCore(Protocol):
         """Commit operations atomically across tables."""
         ...
 
+    def prepare(self, op: Op) -> Op:
+        """Conform an operation and write an append's data files now (invisible until a commit
+        of ``op`` references them)."""
+        ...
+
 
 def new_ids(prefix: str, n: int) -> pa.Array:
     """``n`` fresh ids ``<prefix>_<32 hex>`` (128 random bits each), ascending within the batch.

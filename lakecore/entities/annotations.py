@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
@@ -36,6 +37,10 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 
 RECORDS, SETS, SCHEMAS = "annotation_records", "annotation_sets", "annotation_schemas"
 _REFERENCED = (SETS, SCHEMAS, "assets", "datums")
+WRITE_AHEAD_ROWS = 4096
+"""Batches of at least this many records have their data files written while they are being
+validated (50k boxes: ~25 ms of writing overlaps ~25 ms of checks). If a check fails the files
+are never committed; Lance's clean-up removes them (lake.gc after the grace period)."""
 _DELETE_CHUNK = 4096
 
 
@@ -323,7 +328,9 @@ class Annotations:
             NotFoundError: the set does not exist.
             ValidationError: a row breaks a record or schema rule, or references an unknown
                 asset or datum; the message names the lowest such row and the field
-                (``details["row"]``, ``details["field"]``). Nothing is written.
+                (``details["row"]``, ``details["field"]``). Nothing is committed: the
+                lake reads as before (a large batch's data files, written while it was
+                checked, stay unreferenced until clean-up removes them).
 
         Example:
             >>> rows = pa.table({"asset_id": [aid], "kind": ["bbox"], "label": ["cat"],
@@ -336,11 +343,20 @@ class Annotations:
         snap = self._core.snapshot()
         aset, schema = self._set_and_schema(snap, set_id)
         table = records_table(records, aset)
-        validate_records(table, schema)
-        check_references(snap, table)
-        checked = time.perf_counter()
         if table.num_rows == 0:
+            validate_records(table, schema)
             return table
+        op = Append(RECORDS, table)
+        if table.num_rows < WRITE_AHEAD_ROWS:
+            validate_records(table, schema)
+            check_references(snap, table)
+        else:  # write the data files while the batch is checked (dropped if a check fails)
+            with ThreadPoolExecutor(1, thread_name_prefix="lakecore-write-ahead") as pool:
+                ahead = pool.submit(self._core.prepare, op)
+                validate_records(table, schema)
+                check_references(snap, table)
+            ahead.result()
+        checked = time.perf_counter()
         base = {name: snap.pins.get(name) for name in _REFERENCED}
 
         def build(now: Snapshot) -> list[Op]:
@@ -353,7 +369,7 @@ class Annotations:
             return []
 
         self._core.commit(
-            [Append(RECORDS, table)],
+            [op],
             build=build,
             message=f"add {table.num_rows} annotation records to {set_id}",
         )
