@@ -85,6 +85,19 @@ def test_lowest_failing_row_is_reported_with_the_number_of_failing_rows(env):
     assert "width -5.0 < 0" in str(err)
 
 
+def _one_bad_row(data: st.DataObject) -> tuple[list[dict], int, str, list[dict]]:
+    """Draw 1-12 valid rows and corrupt one: (rows, bad row, its field, the other rows)."""
+    n = data.draw(st.integers(1, 12), label="rows")
+    kinds = data.draw(st.lists(st.sampled_from(KINDS), min_size=n, max_size=n), label="kinds")
+    rng = data.draw(st.randoms(use_true_random=False))
+    rows = [valid_row(kind, rng) for kind in kinds]
+    bad = data.draw(st.integers(0, n - 1), label="bad row")
+    name = data.draw(st.sampled_from(applicable(kinds[bad])), label="corruption")
+    good = rows[:bad] + rows[bad + 1 :]
+    rows[bad], field = corrupt(rows[bad], name)
+    return rows, bad, field, good
+
+
 @settings(
     max_examples=15,
     deadline=None,
@@ -93,17 +106,10 @@ def test_lowest_failing_row_is_reported_with_the_number_of_failing_rows(env):
 @given(data=st.data())
 def test_random_batch_with_one_bad_row_is_rejected_whole(env, data):
     lake, ann, aset = env
-    n = data.draw(st.integers(1, 12), label="rows")
-    kinds = data.draw(st.lists(st.sampled_from(KINDS), min_size=n, max_size=n), label="kinds")
-    rng = data.draw(st.randoms(use_true_random=False))
-    rows = [valid_row(kind, rng) for kind in kinds]
-    bad = data.draw(st.integers(0, n - 1), label="bad row")
-    name = data.draw(st.sampled_from(applicable(kinds[bad])), label="corruption")
-    rows[bad], field = corrupt(rows[bad], name)
+    rows, bad, field, good = _one_bad_row(data)
     pins, count = lake.snapshot().pins, ann.count()
     _rejects(ann, aset.set_id, arrow_rows(rows), bad, field)
     assert lake.snapshot().pins == pins
-    good = rows[:bad] + rows[bad + 1 :]
     if good:
         ann.add(aset.set_id, arrow_rows(good))
     assert ann.count() == count + len(good)
@@ -124,14 +130,7 @@ def test_a_batch_written_ahead_is_still_rejected_whole(env, monkeypatch, data):
 
     monkeypatch.setattr(annotations, "WRITE_AHEAD_ROWS", 1)  # every batch takes that path
     lake, ann, aset = env
-    n = data.draw(st.integers(1, 12), label="rows")
-    kinds = data.draw(st.lists(st.sampled_from(KINDS), min_size=n, max_size=n), label="kinds")
-    rng = data.draw(st.randoms(use_true_random=False))
-    rows = [valid_row(kind, rng) for kind in kinds]
-    bad = data.draw(st.integers(0, n - 1), label="bad row")
-    name = data.draw(st.sampled_from(applicable(kinds[bad])), label="corruption")
-    good = rows[:bad] + rows[bad + 1 :]
-    rows[bad], field = corrupt(rows[bad], name)
+    rows, bad, field, good = _one_bad_row(data)
     before, count = lake.snapshot().pins, ann.count()
     _rejects(ann, aset.set_id, arrow_rows(rows), bad, field)
     assert lake.snapshot().pins == before and ann.count() == count
