@@ -313,9 +313,6 @@ class Catalog:
         drops ``op`` instead leaves them unreferenced (Lance's clean-up removes such files
         after its grace period, as after a crash). Committing ``op`` later reuses them.
         """
-        return self._prepare(op)
-
-    def _prepare(self, op: Op) -> Op:
         if isinstance(op, (Append, Upsert)):
             op.data = conform(self.store, op.table, op.data)
         if isinstance(op, Append):
@@ -331,9 +328,9 @@ class Catalog:
         """
         ops = list(ops)
         if sum(isinstance(op, Append) and op.fragments is None for op in ops) < 2:
-            return [self._prepare(op) for op in ops]
+            return [self.prepare(op) for op in ops]
         with ThreadPoolExecutor(max_workers=min(len(ops), PREPARE_THREADS)) as pool:
-            return list(pool.map(self._prepare, ops))
+            return list(pool.map(self.prepare, ops))
 
     def _attempt(
         self,

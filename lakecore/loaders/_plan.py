@@ -29,7 +29,7 @@ from lakecore.errors import (
     StorageError,
     ValidationError,
 )
-from lakecore.storage import PayloadStore, parse
+from lakecore.storage import BlobMount, PayloadStore, parse
 from schemas import AnnotationKind, LakeInfo, StorageRef
 from schemas.annotation import GEOMETRY_FIELDS
 
@@ -215,7 +215,7 @@ def _locate(store: PayloadStore, storage: pa.StructArray) -> Locations:
     in_blob = np.asarray(pc.starts_with(keys, "blob/").to_numpy(zero_copy_only=False), bool)
     for code, name in enumerate(mounts):
         mount = store.mount(name)
-        if not hasattr(mount, "rowids") or not hasattr(mount, "ranges"):
+        if not isinstance(mount, BlobMount):
             continue  # a folder mount: read through the store
         sel = np.flatnonzero(in_blob & (codes == code))
         if not len(sel):

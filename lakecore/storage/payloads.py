@@ -322,8 +322,9 @@ class _BlobMount:
         with storage_errors("indexing the payload table"):
             self._index.update(self.dataset(refresh=True))
 
-    def _rowids(self, shas: Sequence[str]) -> dict[str, int]:
-        """Map sha256 -> stable row id through the in-memory index (refreshed on a miss)."""
+    def rowids(self, shas: Sequence[str]) -> dict[str, int]:
+        """Map sha256 -> stable row id in the blob table through the in-memory index
+        (refreshed on a miss); payloads not in the table are left out."""
         wanted = list(dict.fromkeys(shas))
         found = self._index.lookup(wanted)
         if len(found) < len(wanted):
@@ -331,10 +332,6 @@ class _BlobMount:
                 self._index.update(self.dataset(refresh=True))
             found = self._index.lookup(wanted)
         return found
-
-    def rowids(self, shas: Sequence[str]) -> dict[str, int]:
-        """Map sha256 -> stable row id in the blob table (payloads not in it are left out)."""
-        return self._rowids(shas)
 
     def ranges(self, rowids: Sequence[int] | np.ndarray) -> BlobRanges:
         """Where the bytes of blob-table rows ``rowids`` sit, for readers that fetch byte
@@ -532,7 +529,7 @@ class _BlobMount:
 
     def read_many(self, refs: Sequence[StorageRef], _retry: bool = False) -> list[bytes]:
         blob_refs = [r for r in refs if r.key.startswith("blob/")]
-        ids = self._rowids([r.sha256 for r in blob_refs]) if blob_refs else {}
+        ids = self.rowids([r.sha256 for r in blob_refs]) if blob_refs else {}
         missing = [r.qualified_key for r in blob_refs if r.sha256 not in ids]
         if missing:
             raise ObjectNotFoundError(f"payload(s) not in the lake: {missing[:5]}", missing=missing)
@@ -561,7 +558,7 @@ class _BlobMount:
 
     def open(self, ref: StorageRef) -> BinaryIO:
         if ref.key.startswith("blob/"):
-            ids = self._rowids([ref.sha256])
+            ids = self.rowids([ref.sha256])
             if ref.sha256 not in ids:
                 raise ObjectNotFoundError(f"payload {ref.qualified_key} is not in the lake")
             with storage_errors(f"opening {ref.qualified_key}"):
@@ -576,7 +573,7 @@ class _BlobMount:
         blob = [r.sha256 for r in refs if r.key.startswith("blob/")]
         if blob:  # an authoritative answer: see payloads gc may have removed since
             self.refresh()
-        ids = self._rowids(blob) if blob else {}
+        ids = self.rowids(blob) if blob else {}
         out = []
         for ref in refs:
             if ref.key.startswith("blob/"):
