@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -62,6 +63,7 @@ class Lake:
         *,
         lease_ttl: float,
         large_threshold: int,
+        background_index: bool = True,
     ) -> None:
         self.location = location
         self.uri = location.given
@@ -71,7 +73,9 @@ class Lake:
         self._fs = fs
         self.objects = PayloadStore(location, info, options, large_threshold=large_threshold)
         self._tables = TableStore(location, entity_specs(), options)
-        self._catalog = Catalog(location, self._tables, fs, lease_ttl=lease_ttl)
+        self._catalog = Catalog(
+            location, self._tables, fs, lease_ttl=lease_ttl, background_index=background_index
+        )
         self.assets = Assets(self)
         self.aliases = Aliases(self)
         self.collections = Collections(self)
@@ -110,6 +114,19 @@ class Lake:
     def prepare(self, op: Op) -> Op:
         """Write an append's data files ahead of its commit (see ``Catalog.prepare``)."""
         return self._catalog.prepare(op)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for this lake's background work: index refreshes after large writes, and the
+        SQL engine's cache builds (at most ``timeout`` seconds).
+
+        Nothing needs it for correctness (reads see committed rows at once); it is for timing,
+        and for handing the lake's files to something else right after writing.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._catalog.refresher.wait(timeout)
+        if self._query is not None:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            self._query.cache.wait(left)
 
     # -- SQL (DuckDB, imported on first use) ----------------------------------------------------
     @property
@@ -233,6 +250,7 @@ def connect(
     mounts: Mapping[str, str] | None = None,
     lease_ttl: float = 30.0,
     large_threshold: int = DEFAULT_LARGE_THRESHOLD,
+    background_index: bool = True,
 ) -> Lake:
     """Open the lake at ``uri``, creating it when absent (unless ``create=False``).
 
@@ -244,6 +262,9 @@ def connect(
         mounts: extra folder mounts to add, name -> URI (kept in ``lake.json``).
         lease_ttl: seconds after which a crashed writer's lease may be taken over.
         large_threshold: payloads of at least this many bytes are stored one object each.
+        background_index: index the rows of a large write in a background commit right after
+            it (the write returns sooner; :meth:`Lake.wait` waits for it). False: every commit
+            indexes its rows itself before it returns.
 
     Example:
         >>> import lakecore
@@ -266,7 +287,12 @@ def connect(
     if mounts:
         info = _add_mounts(location, storage_options, info, mounts)
     lake = Lake(
-        location, info, storage_options, lease_ttl=lease_ttl, large_threshold=large_threshold
+        location,
+        info,
+        storage_options,
+        lease_ttl=lease_ttl,
+        large_threshold=large_threshold,
+        background_index=background_index,
     )
     pins = lake.snapshot().pins
     if set(lake._tables.specs) - set(pins):  # a lake made by an older lakecore

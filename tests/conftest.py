@@ -83,11 +83,16 @@ def s3_server() -> Iterator[S3Server]:
 
 
 @pytest.fixture(autouse=True)
-def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the developer's AWS/lakecore settings out of the tests."""
+def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep the developer's AWS/lakecore settings out of the tests; let a test's background
+    index refreshes land before its lakes (and S3 buckets) go away."""
     for key in list(os.environ):
         if key.startswith(("AWS_", "LAKECORE_")):
             monkeypatch.delenv(key, raising=False)
+    yield
+    from lakecore.catalog.background import wait_all
+
+    assert wait_all(timeout=120), "a background index refresh did not end"
 
 
 class Where:

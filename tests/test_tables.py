@@ -309,6 +309,7 @@ def test_reindex_policy_waits_for_a_share_of_the_indexed_rows(tmp_path, monkeypa
     lake = lakecore.connect(tmp_path / "lake")
 
     def unindexed() -> int:
+        lake.wait()  # the refresh is a background commit right after the write
         ds = lake.snapshot().dataset("datums")
         return int(ds.stats.index_stats("split_idx")["num_unindexed_rows"])
 
@@ -343,6 +344,7 @@ def test_refreshes_add_index_segments_then_merge_them(lake, monkeypatch):
     asset = lake.assets.add_many([b"x"], kind="blob")["asset_id"][0].as_py()
 
     def stats() -> tuple[int, int]:
+        lake.wait()
         s = lake.snapshot().dataset("datums").stats.index_stats("datum_id_idx")
         return int(s["num_segments"]), int(s["num_unindexed_rows"])
 

@@ -36,6 +36,7 @@ from lance import LanceDataset
 from lance.commit import CommitConflictError as LanceConflictError
 from lance.dataset import LanceOperation
 
+from lakecore.catalog.background import IndexRefresher
 from lakecore.errors import (
     CommitConflictError,
     CommitError,
@@ -139,6 +140,9 @@ class CommitResult:
     txn_id: str
     attempts: int
     tables: dict[str, int] = field(default_factory=dict)
+    indexing: tuple[str, ...] = ()
+    """Tables whose indices a background commit is refreshing (their new rows are readable
+    now; lookups by an indexed column scan those rows until the refresh lands)."""
 
 
 Build = Callable[[Snapshot], Iterable[Op]]
@@ -153,6 +157,9 @@ class Catalog:
         fs: the lake's filesystem (for the lease).
         lease_ttl: seconds before a crashed writer's lease may be taken over.
         lease_timeout: seconds a writer waits for the lease before giving up.
+        background_index: a commit that leaves many rows unindexed returns without indexing
+            them; a background commit refreshes the indices (see ``lakecore.catalog.background``).
+            False: the commit refreshes them itself before it returns.
     """
 
     def __init__(
@@ -164,8 +171,11 @@ class Catalog:
         lease_ttl: float = 30.0,
         lease_timeout: float = 300.0,
         max_attempts: int = 8,
+        background_index: bool = True,
     ) -> None:
         self.uri = root.child("_catalog.lance").uri
+        self.background_index = background_index
+        self.refresher = IndexRefresher(self)
         self.store = store
         self.lease = Lease(fs, root.child("_lease").uri, ttl=lease_ttl)
         self.lease_timeout = lease_timeout
@@ -291,20 +301,25 @@ class Catalog:
                 _step("lease_acquired")
                 for attempt in range(1, self.max_attempts + 1):
                     try:
-                        return self._attempt(fixed, build, message, txn_id, attempt, add_tables)
+                        result = self._attempt(fixed, build, message, txn_id, attempt, add_tables)
+                        break
                     except _Fenced:
                         for op in fixed:
                             if isinstance(op, Append):
                                 op.fragments = None
                         time.sleep(0.05 * attempt)
-                raise CommitConflictError(
-                    f"gave up after {self.max_attempts} attempts: other writers kept changing "
-                    "the lake; retry later",
-                    attempts=self.max_attempts,
-                )
+                else:
+                    raise CommitConflictError(
+                        f"gave up after {self.max_attempts} attempts: other writers kept "
+                        "changing the lake; retry later",
+                        attempts=self.max_attempts,
+                    )
             finally:
                 self.lease.release()
                 _step("released")
+        if result.indexing:
+            self.refresher.request(result.indexing)
+        return result
 
     def prepare(self, op: Op) -> Op:
         """Conform ``op`` and write its data files if it is an append, without committing.
@@ -354,13 +369,17 @@ class Catalog:
                 raise TableNotFoundError(f"the lake has no table {op.table!r}", table=op.table)
             by_table.setdefault(op.table, []).append(op)
         new_pins = dict(pins)
+        indexing: list[str] = []
         try:
             for name, table_ops in by_table.items():
                 version = self._rollback(name, pins[name])
                 for op in table_ops:
                     version = self._fenced(op, version)
                 if needs_reindex(self.store.at(name, version), self.store, name):
-                    version = self._fenced(Reindex(name), version)
+                    if self.background_index:
+                        indexing.append(name)
+                    else:
+                        version = self._fenced(Reindex(name), version)
                 new_pins[name] = version
                 self.lease.renew()
                 _step(f"table_committed:{name}")
@@ -380,6 +399,7 @@ class Catalog:
             txn_id,
             attempt,
             {k: v for k, v in new_pins.items() if pins.get(k) != v},
+            tuple(indexing),
         )
 
     def _fenced(self, op: Op, version: int) -> int:
