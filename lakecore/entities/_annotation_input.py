@@ -162,7 +162,21 @@ def _nulls(n: int, to: pa.DataType) -> pa.Array:
     """``n`` nulls of a type; struct children get default values, not nulls (non-nullable)."""
     if not pa.types.is_struct(to):
         return pa.nulls(n, to)
-    return pa.array([None], to).take(pa.array(np.zeros(n, dtype=np.int64)))
+    children = [_zeros(n, to.field(i).type) for i in range(to.num_fields)]
+    if any(c is None for c in children):  # a child type without a cheap default
+        return pa.array([None], to).take(pa.array(np.zeros(n, dtype=np.int64)))
+    mask = pa.array(np.ones(n, dtype=bool))
+    return pa.StructArray.from_arrays(children, fields=list(to), mask=mask)
+
+
+def _zeros(n: int, to: pa.DataType) -> pa.Array | None:
+    """``n`` zeros (numbers) or empty strings of a type, or None for other types."""
+    if pa.types.is_integer(to) or pa.types.is_floating(to):
+        return pa.array(np.zeros(n, dtype=to.to_pandas_dtype()), to)
+    if pa.types.is_string(to):
+        offsets = pa.py_buffer(np.zeros(n + 1, dtype=np.int32))
+        return pa.Array.from_buffers(to, n, [None, offsets, pa.py_buffer(b"")])
+    return None
 
 
 def _relax_struct(col: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:

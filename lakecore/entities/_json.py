@@ -93,10 +93,22 @@ class JsonColumn:
         filled = pc.fill_null(col, "{}")
         if isinstance(filled, pa.ChunkedArray):
             filled = filled.combine_chunks()
-        encoded = pc.dictionary_encode(filled)  # one hash pass: distinct values + indices
-        self.distinct: pa.Array = encoded.dictionary
-        self.row_index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), np.int64)
+        self._rows = len(filled)
+        self._row_index: np.ndarray | None = None
+        if len(filled) and pc.all(pc.equal(filled, "{}")).as_py():  # the default: no hashing
+            self.distinct: pa.Array = pa.array(["{}"])
+        else:
+            encoded = pc.dictionary_encode(filled)  # one hash pass: distinct values + indices
+            self.distinct = encoded.dictionary
+            self._row_index = np.asarray(encoded.indices.to_numpy(), np.int64)
         self._objects: tuple[np.ndarray, pa.Array] | None = None
+
+    @property
+    def row_index(self) -> np.ndarray:
+        """Per row, the position of its string in ``distinct``."""
+        if self._row_index is None:
+            self._row_index = np.zeros(self._rows, dtype=np.int64)
+        return self._row_index
 
     @property
     def trivial(self) -> bool:

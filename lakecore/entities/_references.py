@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakecore.entities._base import rows_where
-from lakecore.entities._validate import Column, Failures, show
+from lakecore.entities._validate import Failures, show
 
 if TYPE_CHECKING:
     from lakecore.catalog import Snapshot
@@ -34,17 +34,10 @@ def known_ids(snapshot: Snapshot, table: str, column: str, ids: pa.Array) -> pa.
     return rows_where(snapshot, table, column, ids.to_pylist(), columns=[column])[column]
 
 
-def _distinct_ids(*cols: Column) -> pa.Array:
-    chunks = [
-        c for col in cols for c in (col.chunks if isinstance(col, pa.ChunkedArray) else [col])
-    ]
-    return pc.drop_null(pc.unique(pa.chunked_array(chunks, pa.string())))
-
-
 def _flag_unknown(f: Failures, field: str, what: str, known: pa.ChunkedArray) -> None:
-    col = f.table[field]
+    codes = f.codes(field)
     f.flag(
-        pc.and_(col.is_valid(), pc.invert(pc.is_in(col, known))),
+        codes.rows(pc.invert(pc.is_in(codes.values, known))),
         field,
         lambda r: f"unknown {what} {show(f.value(field, r))} (no {what} with this id in the lake)",
     )
@@ -55,7 +48,8 @@ def check_references(snapshot: Snapshot, table: pa.Table) -> None:
     ``snapshot`` (only the referenced ids are looked up, or the id column is read once)."""
     f = Failures(table)
     for target, key, fields in _REFERENCES:
-        known = known_ids(snapshot, target, key, _distinct_ids(*(table[c] for c in fields)))
+        wanted = pa.chunked_array([f.codes(c).values for c in fields], pa.string())
+        known = known_ids(snapshot, target, key, pc.unique(wanted))
         for field in fields:
             _flag_unknown(f, field, target.removesuffix("s"), known)
     f.raise_first()

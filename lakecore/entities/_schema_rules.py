@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakecore.entities._json import JsonView
-from lakecore.entities._validate import Failures, column_mask, show
-from schemas import AnnotationKind, AnnotationSchema, AttributeRule, AttributeType
+from lakecore.entities._validate import Failures, caption_rows, column_mask, show
+from schemas import AnnotationSchema, AttributeRule, AttributeType
 
 __all__ = ["check_schema"]
 
@@ -34,8 +34,9 @@ def check_schema(f: Failures, schema: AnnotationSchema) -> None:
     """Flag rows breaking the schema's kinds, labels, scores, keypoints and attribute rules."""
     t = f.table
     kinds = [k.value for k in schema.allowed_kinds]
+    codes = f.codes("kind")
     f.flag(
-        pc.invert(pc.is_in(t["kind"], pa.array(kinds))),
+        codes.rows(pc.invert(pc.is_in(codes.values, pa.array(kinds))), null=True),
         "kind",
         lambda r: (
             f"kind {show(f.value('kind', r))} is not allowed by {_name(schema)} "
@@ -63,10 +64,9 @@ def _check_labels(f: Failures, schema: AnnotationSchema) -> None:
         return  # a schema without labels does not restrict them
     t = f.table
     names = pa.array(schema.label_names(), pa.string())
-    empty_caption = pc.and_(
-        pc.equal(t["kind"], AnnotationKind.CAPTION.value), pc.equal(t["label"], "")
-    )
-    unknown = pc.and_(pc.invert(pc.is_in(t["label"], names)), pc.invert(empty_caption))
+    labels = f.codes("label")
+    empty_caption = caption_rows(f) & labels.rows(pc.equal(labels.values, ""))
+    unknown = labels.rows(pc.invert(pc.is_in(labels.values, names))) & ~empty_caption
     f.flag(
         unknown,
         "label",
@@ -75,14 +75,20 @@ def _check_labels(f: Failures, schema: AnnotationSchema) -> None:
             f"{_name(schema)} (labels: {_listing(names.to_pylist())})"
         ),
     )
-    ids = pa.array([lab.label_id for lab in schema.labels], pa.int32())
-    expected = pc.take(ids, pc.index_in(t["label"], names))
+    # the id of each row's label (-1: not in the schema, or a label without an id), gathered
+    # from its distinct labels
+    given_ids = [-1 if lab.label_id is None else lab.label_id for lab in schema.labels]
+    ids = np.array([*given_ids, -1], dtype=np.int64)
+    position = pc.fill_null(pc.index_in(labels.values, names), -1).to_numpy()
+    expected = np.append(ids[np.asarray(position, np.int64)], -1)[labels.index]
+    given = t["label_id"]
+    have = np.asarray(pc.fill_null(given, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
     f.flag(
-        pc.not_equal(t["label_id"], expected),
+        column_mask(given.is_valid()) & (expected >= 0) & (have != expected),
         "label_id",
         lambda r: (
             f"label_id {f.value('label_id', r)} differs from the id of label "
-            f"{show(f.value('label', r))} in {_name(schema)} ({expected[r].as_py()})"
+            f"{show(f.value('label', r))} in {_name(schema)} ({int(expected[r])})"
         ),
     )
 

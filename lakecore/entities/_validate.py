@@ -21,7 +21,7 @@ from lakecore.errors import ValidationError
 from schemas import AnnotationKind, SourceKind
 from schemas.annotation import GEOMETRY_FIELDS, KIND_GEOMETRY
 
-__all__ = ["Column", "Failures", "check_structure", "column_mask", "combined", "show"]
+__all__ = ["Codes", "Column", "Failures", "check_structure", "column_mask", "combined", "show"]
 
 Column: TypeAlias = pa.Array | pa.ChunkedArray
 Describe: TypeAlias = Callable[[int], str]
@@ -50,6 +50,30 @@ def column_mask(mask: Column | np.ndarray) -> np.ndarray:
     return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+@dataclass(frozen=True)
+class Codes:
+    """A column's distinct values, and per row the position of its value (-1: null).
+
+    Checks of a string column run on its distinct values and are spread to the rows by one
+    gather: batches repeat a few kinds, labels and sources, so this replaces a hash lookup per
+    row and check by one per row in all.
+    """
+
+    values: pa.Array
+    index: np.ndarray
+
+    @classmethod
+    def of(cls, col: Column) -> Codes:
+        encoded = pc.dictionary_encode(combined(col))
+        index = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(), dtype=np.int32)
+        return cls(encoded.dictionary, index)
+
+    def rows(self, per_value: Column | np.ndarray, *, null: bool = False) -> np.ndarray:
+        """Spread a per-distinct-value mask to the rows; null rows get ``null``."""
+        spread: np.ndarray = np.append(column_mask(per_value), null)[self.index]
+        return spread
+
+
 @dataclass
 class _Hit:
     row: int
@@ -66,6 +90,13 @@ class Failures:
         self.n = table.num_rows
         self.best: _Hit | None = None
         self._json: dict[str, JsonColumn] = {}
+        self._codes: dict[str, Codes] = {}
+
+    def codes(self, field: str) -> Codes:
+        """The distinct values of column ``field`` and their positions, encoded once."""
+        if field not in self._codes:
+            self._codes[field] = Codes.of(self.table[field])
+        return self._codes[field]
 
     def json(self, field: str) -> JsonColumn:
         """The JSON-string column ``field``, encoded once per validation."""
@@ -122,12 +153,13 @@ def _matrix(col: Column, k: int) -> np.ndarray:
 def check_structure(f: Failures) -> None:
     """Flag rows breaking the kind, geometry, score, source and JSON rules of a record."""
     t = f.table
-    kind = t["kind"]
-    code = np.asarray(pc.fill_null(pc.index_in(kind, pa.array(KINDS)), -1).to_numpy(), np.int64)
+    kinds = f.codes("kind")
+    per_value = pc.fill_null(pc.index_in(kinds.values, pa.array(KINDS)), -1).to_numpy()
+    code = np.append(np.asarray(per_value, np.int64), -1)[kinds.index]
     f.flag(code < 0, "kind", lambda r: f"kind {show(f.value('kind', r))} is not one of {KINDS}")
-    _check_target_and_label(f, kind)
-    _check_geometry_presence(f, code)
+    _check_target_and_label(f)
     used = {c for c in GEOMETRY_FIELDS if t[c].null_count < f.n}
+    _check_geometry_presence(f, code, used)
     for name, (k, a, b) in _FIXED.items():
         if name in used:
             _check_fixed(f, name, k, a, b)
@@ -138,19 +170,25 @@ def check_structure(f: Failures) -> None:
     if used & {"keypoints", "keypoint_visibility"}:
         _check_keypoints(f)
     if used & {"mask_rle", "mask_asset_id", "mask_value", "text"}:
-        _check_mask(f, kind)
+        _check_mask(f)
     score = t["score"]
     f.flag(
         pc.and_(score.is_valid(), pc.invert(pc.is_finite(score))),
         "score",
         lambda r: f"score {f.value('score', r)} is not a finite float32",
     )
+    sources = f.codes("source_kind")
     f.flag(
-        pc.invert(pc.is_in(t["source_kind"], pa.array(_SOURCES))),
+        sources.rows(pc.invert(pc.is_in(sources.values, pa.array(_SOURCES))), null=True),
         "source_kind",
         lambda r: f"source_kind {show(f.value('source_kind', r))} is not one of {_SOURCES}",
     )
-    f.flag(_blank(t["source_name"]), "source_name", lambda r: "source_name must not be blank")
+    names = f.codes("source_name")
+    f.flag(
+        names.rows(_blank(names.values), null=True),
+        "source_name",
+        lambda r: "source_name must not be blank",
+    )
     for name in ("attributes", "metadata"):
         _check_json(f, name)
 
@@ -170,16 +208,23 @@ def _blank(col: Column) -> Column:
     return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), ""), True)
 
 
-def _check_target_and_label(f: Failures, kind: Column) -> None:
+def caption_rows(f: Failures) -> np.ndarray:
+    """Rows of kind caption."""
+    kinds = f.codes("kind")
+    return kinds.rows(pc.equal(kinds.values, AnnotationKind.CAPTION.value))
+
+
+def _check_target_and_label(f: Failures) -> None:
     t = f.table
     f.flag(
         pc.and_(t["asset_id"].is_null(), t["datum_id"].is_null()),
         "asset_id",
         lambda r: "set asset_id and/or datum_id: an annotation must label something",
     )
-    not_caption = pc.not_equal(kind, AnnotationKind.CAPTION.value)
+    kinds, labels = f.codes("kind"), f.codes("label")
+    not_caption = kinds.rows(pc.not_equal(kinds.values, AnnotationKind.CAPTION.value))
     f.flag(
-        pc.and_(not_caption, _blank(t["label"])),
+        not_caption & labels.rows(_blank(labels.values), null=True),
         "label",
         lambda r: (
             f"label is required for kind {show(f.value('kind', r))}; "
@@ -188,13 +233,17 @@ def _check_target_and_label(f: Failures, kind: Column) -> None:
     )
 
 
-def _check_geometry_presence(f: Failures, code: np.ndarray) -> None:
-    """Exactly the geometry fields of each row's kind (``code`` indexes KINDS, -1 unknown)."""
+def _check_geometry_presence(f: Failures, code: np.ndarray, used: set[str]) -> None:
+    """Exactly the geometry fields of each row's kind (``code`` indexes KINDS, -1 unknown);
+    ``used`` are the geometry columns with at least one value."""
     t = f.table
-    present = {c: column_mask(t[c].is_valid()) for c in GEOMETRY_FIELDS}
-    for c in GEOMETRY_FIELDS:
-        allowed = [KINDS.index(k.value) for k, (_, may) in KIND_GEOMETRY.items() if c in may]
-        _flag_foreign(f, c, present[c] & (code >= 0) & ~np.isin(code, allowed))
+    absent = np.zeros(f.n, dtype=bool)
+    present = {c: column_mask(t[c].is_valid()) if c in used else absent for c in GEOMETRY_FIELDS}
+    for c in used:
+        # per kind code (and a last entry for -1, unknown: reported by the kind check)
+        may = [KIND_GEOMETRY.get(AnnotationKind(k), ((), frozenset()))[1] for k in KINDS]
+        foreign = np.array([c not in fields for fields in may] + [False])
+        _flag_foreign(f, c, present[c] & foreign[code])
     for k, (one_of, _) in KIND_GEOMETRY.items():
         if one_of:
             has = np.logical_or.reduce([present[c] for c in one_of])
@@ -341,7 +390,7 @@ def _check_keypoints(f: Failures) -> None:
     )
 
 
-def _check_mask(f: Failures, kind: Column) -> None:
+def _check_mask(f: Failures) -> None:
     t = f.table
     rle, asset, value = t["mask_rle"], t["mask_asset_id"], t["mask_value"]
     f.flag(
@@ -373,9 +422,9 @@ def _check_mask(f: Failures, kind: Column) -> None:
             f"(characters '0'..'o'); got {show(f.value('mask_rle', r))}"
         ),
     )
-    caption = pc.equal(kind, AnnotationKind.CAPTION.value)
+    text = t["text"]
     f.flag(
-        pc.and_(pc.and_(caption, t["text"].is_valid()), _blank(t["text"])),
+        caption_rows(f) & column_mask(text.is_valid()) & column_mask(_blank(text)),
         "text",
         lambda r: "kind 'caption' requires non-empty text",
     )
