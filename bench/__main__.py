@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import ingest
 
         size = args.size or 10_000
-        rows = [*ingest.ingest(size), ingest.records_only(100_000), ingest.records_only(1_000_000)]
+        rows = [
+            *ingest.ingest(size),
+            *ingest.records_only(100_000),
+            *ingest.records_only(1_000_000),
+        ]
         notes = [
             "anchor: 8.5 ms per asset + 17.6 ms per datum with 5 boxes (measured live)",
             "raw Lance: write_dataset of the same Arrow rows and a blob table of payloads",
