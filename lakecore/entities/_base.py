@@ -80,9 +80,9 @@ def new_ids(prefix: str, n: int) -> pa.Array:
 
 def now_array(n: int) -> pa.Array:
     """``n`` copies of the current UTC time as ``timestamp[us, UTC]``."""
-    return pa.array([datetime.now(UTC)] * 1, pa.timestamp("us", tz="UTC")).take(
-        pa.array(np.zeros(n, dtype=np.int64))
-    )
+    now = datetime.now(UTC)
+    micros = int(now.timestamp()) * 1_000_000 + now.microsecond
+    return pa.array(np.full(n, micros, dtype=np.int64), pa.timestamp("us", tz="UTC"))
 
 
 def quote(value: str) -> str:

@@ -64,7 +64,11 @@ class Codes:
 
     @classmethod
     def of(cls, col: Column) -> Codes:
-        encoded = pc.dictionary_encode(combined(col))
+        arr = combined(col)
+        if len(arr) and arr.null_count == 0 and pc.all(pc.equal(arr, arr[0])).as_py():
+            # one value (a batch of boxes, a defaulted source): a compare, no hashing
+            return cls(arr.slice(0, 1), np.zeros(len(arr), dtype=np.int32))
+        encoded = pc.dictionary_encode(arr)
         index = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(), dtype=np.int32)
         return cls(encoded.dictionary, index)
 
@@ -147,7 +151,7 @@ def _matrix(col: Column, k: int) -> np.ndarray:
     """A fixed-size-list<float, k> column as an (n, k) float array (nulls -> NaN)."""
     arr = combined(col)
     vals = arr.values.slice(arr.offset * k, len(arr) * k)
-    return np.asarray(vals.to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, k)
+    return np.asarray(vals.to_numpy(zero_copy_only=False)).reshape(-1, k)
 
 
 def check_structure(f: Failures) -> None:
