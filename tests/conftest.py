@@ -83,12 +83,13 @@ def s3_server() -> Iterator[S3Server]:
 
 
 @pytest.fixture(autouse=True)
-def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Keep the developer's AWS/lakecore settings out of the tests; let a test's background
-    index refreshes land before its lakes (and S3 buckets) go away."""
+def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Keep the developer's AWS/lakecore settings (and SQL disk cache) out of the tests; let a
+    test's background index refreshes land before its lakes (and S3 buckets) go away."""
     for key in list(os.environ):
         if key.startswith(("AWS_", "LAKECORE_")):
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LAKECORE_SQL_DISK_CACHE", str(tmp_path / "sql-disk-cache"))
     yield
     from lakecore.catalog.background import wait_all
 

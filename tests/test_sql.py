@@ -506,7 +506,7 @@ def test_appends_extend_the_cached_table_deletes_rebuild_it(lake, small):
 
 def test_without_cache_and_when_too_big_tables_are_scanned_directly(lake, small):
     for budget in (0, "1KB"):
-        engine = QueryEngine(lake, memory_budget=budget, background=False)
+        engine = QueryEngine(lake, memory_budget=budget, background=False, disk_cache=False)
         got = engine.sql("SELECT label, count(*) AS n FROM boxes GROUP BY label ORDER BY label")
         cached = QueryEngine(lake, background=False)
         assert got.equals(

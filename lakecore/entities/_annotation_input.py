@@ -191,7 +191,7 @@ def _nulls(n: int, to: pa.DataType) -> pa.Array:
 
 
 def _fixed_width(to: pa.DataType) -> bool:
-    return (
+    return bool(
         pa.types.is_integer(to)
         or pa.types.is_floating(to)
         or pa.types.is_boolean(to)

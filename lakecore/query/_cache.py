@@ -12,6 +12,10 @@ When the newer version only appended fragments to a cached one (``annotations.ad
 ``datums.add_many``…) and nobody reads the old one, its table is taken over and only the new
 rows are inserted: O(appended rows), not a rebuild.
 
+With a disk tier (:mod:`lakecore.query._disk`), every table built is also written to a local
+DuckDB file in the background, and a version missing from memory is first looked for there:
+found, the file is attached read-only and serves the queries (no Lance scan, no build).
+
 Small builds run in the query that first needs them. Large ones run in one background thread,
 started once the query that asked for them has finished (so the build does not slow that query
 down by competing for the same cores); queries that arrive meanwhile scan Lance directly
@@ -30,6 +34,8 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from lakecore.query._disk import DiskTier, literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -72,7 +78,7 @@ class Build:
 
 @dataclass
 class Entry:
-    """One cached table version."""
+    """One cached table version (in memory, or a disk-tier file attached read-only)."""
 
     key: Hashable
     name: str
@@ -81,11 +87,17 @@ class Entry:
     meta: Any = None
     refs: int = 0
     used: float = field(default_factory=time.monotonic)
+    catalog: str = CACHE_CATALOG
+
+    @property
+    def on_disk(self) -> bool:
+        """True for a disk-tier file (its ``size`` is 0: it takes no memory budget)."""
+        return self.catalog != CACHE_CATALOG
 
     @property
     def relation(self) -> str:
         """The qualified DuckDB name of the cached table."""
-        return f'{CACHE_CATALOG}."{self.name}"'
+        return f'{self.catalog}."{self.name}"'
 
 
 class TableCache:
@@ -97,6 +109,8 @@ class TableCache:
         sync_rows: builds of at most this many rows run in the query that needs them; larger
             ones in the background (when ``background``).
         background: build large versions in a background thread (else synchronously too).
+        disk: the lake's disk tier: built tables are also written there, and versions missing
+            from memory are read from there when present.
     """
 
     def __init__(
@@ -106,8 +120,10 @@ class TableCache:
         budget: int,
         sync_rows: int,
         background: bool,
+        disk: DiskTier | None = None,
     ) -> None:
         self._cursor = cursor
+        self.disk = disk
         self.budget = budget
         self.sync_rows = sync_rows
         self.background = background
@@ -140,6 +156,12 @@ class TableCache:
                 entry.refs += 1
                 entry.used = time.monotonic()
                 return entry
+            closed = self._closed
+        if self.disk is not None and not closed:
+            entry = self._attach(build)
+            if entry is not None:
+                return entry
+        with self._lock:
             if (
                 self._closed
                 or self.budget <= 0
@@ -183,6 +205,63 @@ class TableCache:
             finally:
                 self._build.release()
 
+    # -- the disk tier ----------------------------------------------------------------------------
+    def _attach(self, build: Build) -> Entry | None:
+        """A leased entry of the disk tier's file of ``build.key``, or None."""
+        import duckdb
+
+        assert self.disk is not None
+        path = self.disk.find(build.key)
+        if path is None:
+            return None
+        alias = f"lc_disk_{next(self._seq)}"
+        cur = self._cursor()
+        try:
+            cur.execute(f"ATTACH '{literal(path)}' AS {alias} (READ_ONLY)").fetchall()
+        except duckdb.Error:
+            log.warning("lakecore SQL cache: cannot read %s; removed", path, exc_info=True)
+            self.disk.discard(path)
+            return None
+        finally:
+            cur.close()
+        entry = Entry(build.key, "t", build.group, 0, build.meta, refs=1, catalog=alias)
+        with self._lock:
+            found = self._entries.get(build.key)
+            if found is not None or self._closed:  # another query attached or built it meanwhile
+                self._doomed.append(entry)
+                if found is not None:
+                    found.refs += 1
+                    found.used = time.monotonic()
+            else:
+                self._entries[build.key] = entry
+                self._evict(entry)
+        if self._build.acquire(blocking=False):
+            try:
+                self._drop_doomed()
+            finally:
+                self._build.release()
+        return found if found is not None else (None if self._closed else entry)
+
+    def _persist(self, key: Hashable) -> None:
+        """Write the in-memory table of ``key`` to the disk tier (a background job)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.on_disk or self._closed or self.disk is None:
+                return
+            entry.refs += 1
+        try:
+            with self._build:
+                cur = self._cursor()
+                try:
+                    self.disk.store(cur, entry.relation, key)
+                finally:
+                    cur.close()
+        except Exception:  # the disk tier only saves other engines time
+            if not self._closed:
+                log.warning("lakecore SQL cache: writing %r to disk failed", key, exc_info=True)
+        finally:
+            self.release(entry)
+
     # -- building -------------------------------------------------------------------------------
     def _rows(self, build: Build) -> int:
         """Rows a build would load: only the appended ones when it can extend an entry."""
@@ -195,6 +274,8 @@ class TableCache:
             return None
         for entry in sorted(self._entries.values(), key=lambda e: -e.used):
             if entry.group != build.group or entry.refs or entry.key == build.key:
+                continue
+            if entry.on_disk:  # read-only, and other processes may read the file
                 continue
             found = build.appended(entry.meta)
             if found is not None:
@@ -381,6 +462,8 @@ class TableCache:
         with self._lock:
             self._entries[key] = entry
             self._evict(entry)
+            if self.disk is not None and not self._closed:
+                self._track(self._executor().submit(self._persist, key))
         self._drop_doomed()
         return entry
 
@@ -408,7 +491,10 @@ class TableCache:
         cur = self._cursor()
         try:
             for e in doomed:
-                cur.execute(f"DROP TABLE IF EXISTS {e.relation}").fetchall()
+                if e.on_disk:
+                    cur.execute(f"DETACH DATABASE IF EXISTS {e.catalog}").fetchall()
+                else:
+                    cur.execute(f"DROP TABLE IF EXISTS {e.relation}").fetchall()
             self._checkpoint(cur, patience=0.0)  # frees the memory when nothing is running
         finally:
             cur.close()
@@ -445,7 +531,13 @@ class TableCache:
         """Budget, bytes used and the cached entries (for diagnostics and tests)."""
         with self._lock:
             entries = [
-                {"key": e.key, "table": e.name, "bytes": e.size, "in_use": e.refs}
+                {
+                    "key": e.key,
+                    "table": e.relation,
+                    "bytes": e.size,
+                    "in_use": e.refs,
+                    "source": "disk" if e.on_disk else "memory",
+                }
                 for e in self._entries.values()
             ]
             return {

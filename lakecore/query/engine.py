@@ -8,8 +8,9 @@ reports missing is provided and the bind retried; the names a query text needed 
 so the next run of the same text provides them up front.
 
 Each view reads a cached DuckDB native table of exactly the pinned table version when the cache
-has it (see :mod:`lakecore.query._cache`), else the Lance dataset at that version directly
-(DuckDB pushes filters and projections into the Lance scan, which uses the scalar indices).
+has it (see :mod:`lakecore.query._cache`), or a copy another engine left in the disk tier (see
+:mod:`lakecore.query._disk`), else the Lance dataset at that version directly (DuckDB pushes
+filters and projections into the Lance scan, which uses the scalar indices).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import re
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
 from lakecore.errors import ConfigError, LakecoreError, QueryError
 from lakecore.query._cache import CACHE_CATALOG, Build, Entry, TableCache
+from lakecore.query._disk import DEFAULT_DISK_BUDGET, DiskTier, default_root
 from lakecore.query._views import (
     DERIVED,
     MACROS,
@@ -127,6 +130,12 @@ class QueryEngine:
             reads them; larger ones in the background while queries scan Lance directly.
         background: build large cached tables in a background thread (False: synchronously).
         threads: DuckDB worker threads (default: DuckDB's, the number of cores).
+        disk_cache: where cached table versions are also kept on disk for other engines and
+            processes (a folder; one subfolder per lake). Default: ``LAKECORE_SQL_DISK_CACHE``
+            or ``~/.cache/lakecore/sql``; False (or the variable set to ``off``) disables it.
+            Lakes in ``memory://`` never use it.
+        disk_budget: bytes of the lake's files there (int or ``"8GiB"``). Default:
+            ``LAKECORE_SQL_DISK_BUDGET`` or 8 GiB; least recently used files go first.
 
     Example:
         >>> engine = QueryEngine(lake)  # doctest: +SKIP
@@ -141,9 +150,14 @@ class QueryEngine:
         sync_rows: int = 250_000,
         background: bool = True,
         threads: int | None = None,
+        disk_cache: str | os.PathLike[str] | bool | None = None,
+        disk_budget: int | str | None = None,
     ) -> None:
         if memory_budget is None:
             memory_budget = os.environ.get("LAKECORE_SQL_CACHE", DEFAULT_MEMORY_BUDGET)
+        if disk_budget is None:
+            disk_budget = os.environ.get("LAKECORE_SQL_DISK_BUDGET", DEFAULT_DISK_BUDGET)
+        self._disk = _disk_tier(core, disk_cache, parse_size(disk_budget))
         self._core = core
         self._budget = parse_size(memory_budget)
         self._sync_rows = sync_rows
@@ -170,6 +184,7 @@ class QueryEngine:
                     budget=self._budget,
                     sync_rows=self._sync_rows,
                     background=self._background,
+                    disk=self._disk,
                 )
             return self._db
 
@@ -189,6 +204,8 @@ class QueryEngine:
         db.execute(f"ATTACH ':memory:' AS {CACHE_CATALOG} (COMPRESS)")
         for macro in MACROS:
             db.execute(macro)
+        if self._disk is not None:  # the lake's own disk-tier folder, nothing else
+            db.execute("SET allowed_directories = $1", [[self._disk.allowed]])
         db.execute("SET enable_external_access = false")
         db.execute("SET lock_configuration = true")
         return db
@@ -457,6 +474,23 @@ class QueryEngine:
             cache.close()
         if db is not None:
             db.close()
+
+
+def _disk_tier(
+    core: QueryCore, setting: str | os.PathLike[str] | bool | None, budget: int
+) -> DiskTier | None:
+    """The lake's disk tier, or None (disabled, or a lake without a lasting location)."""
+    if setting is False or budget <= 0:
+        return None
+    root = default_root() if setting is None or setting is True else Path(setting)
+    uri = getattr(core, "uri", None)
+    info = getattr(core, "info", None)
+    lake_id = getattr(info, "lake_id", None)
+    if root is None or not isinstance(uri, str) or lake_id is None:
+        return None
+    if uri.startswith("memory://"):
+        return None
+    return DiskTier(root, f"{uri}|{lake_id}", budget)
 
 
 def register(con: duckdb.DuckDBPyConnection, name: str, source: Any) -> None:
