@@ -146,9 +146,13 @@ class TableCache:
         self._checkpoint_queued = False
 
     # -- leasing --------------------------------------------------------------------------------
-    def acquire(self, build: Build) -> Entry | None:
+    def acquire(self, build: Build, *, wait: bool = False) -> Entry | None:
         """A leased entry for ``build.key`` (built now if small), or None: scan the source
-        directly this time. Release with :meth:`release`."""
+        directly this time. Release with :meth:`release`.
+
+        With ``wait``, a build waits for the builder when it is busy (``engine.warm``); without,
+        the query scans directly and the build is queued.
+        """
         with self._lock:
             self._wanted[build.group] = build.key
             entry = self._entries.get(build.key)
@@ -173,7 +177,7 @@ class TableCache:
             if self.background and self._rows(build) > self.sync_rows:
                 self._queue(build)
                 return None
-        if not self._build.acquire(blocking=False):
+        if not self._build.acquire(blocking=wait):
             # the builder is busy (a large table in the background): do not make this query
             # wait for it; scan directly now and build this one next
             with self._lock:
@@ -249,13 +253,12 @@ class TableCache:
             if entry is None or entry.on_disk or self._closed or self.disk is None:
                 return
             entry.refs += 1
-        try:
-            with self._build:
-                cur = self._cursor()
-                try:
-                    self.disk.store(cur, entry.relation, key)
-                finally:
-                    cur.close()
+        try:  # no build lock: reading the leased table needs none, and queries may build
+            cur = self._cursor()
+            try:
+                self.disk.store(cur, entry.relation, key)
+            finally:
+                cur.close()
         except Exception:  # the disk tier only saves other engines time
             if not self._closed:
                 log.warning("lakecore SQL cache: writing %r to disk failed", key, exc_info=True)

@@ -711,7 +711,8 @@ class _Run:
                     order_by=_cluster_key(name),
                     meta=described,
                     appended=lambda old: described.appended_to(old, ds),
-                )
+                ),
+                wait=self.sync,
             )
         if entry is None:
             self._direct(name, lambda: ds, ("table", name, snapshot.pins[name]))
@@ -744,7 +745,8 @@ class _Run:
         if use_cache:
             vid = handle.record.version_id
             entry = self.engine.cache.acquire(
-                Build(("version", vid, ref.part), f"version:{vid}:{ref.part}", 0, 0, load)
+                Build(("version", vid, ref.part), f"version:{vid}:{ref.part}", 0, 0, load),
+                wait=self.sync,
             )
         if entry is None:
             self._direct(ref.text, load, ("version", handle.record.version_id, ref.part))
