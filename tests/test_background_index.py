@@ -149,3 +149,23 @@ def test_a_process_ends_after_its_refresh_has_landed(tmp_path):
     lake = lakecore.connect(root)
     assert lake.datums.count() == 50
     assert _unindexed(lake) == 0
+
+
+def test_a_refresh_that_cannot_start_does_not_fail_the_write(tmp_path, small_threshold, caplog):
+    """The write has landed when the refresh is asked for (e.g. at interpreter shutdown, when
+    no thread can start): it returns normally, and the next write asks again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lake = lakecore.connect(tmp_path / "lake")
+    stopped = ThreadPoolExecutor(1)
+    stopped.shutdown()
+    lake._catalog.refresher._pool = stopped  # submit() raises RuntimeError
+    with caplog.at_level(logging.WARNING, logger="lakecore.catalog.background"):
+        rows = lake.datums.add_many(_rows(lake, 30))
+    assert rows.num_rows == 30 and lake.datums.count() == 30
+    assert "cannot refresh the indices of ['datums'] now" in caplog.text
+    assert _unindexed(lake) == 30
+    lake._catalog.refresher._pool = None
+    lake.datums.add_many(_rows(lake, 30))
+    lake.wait()
+    assert _unindexed(lake) == 0

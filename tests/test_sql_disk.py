@@ -19,6 +19,7 @@ import lakecore
 from lakecore.errors import QueryError
 from lakecore.query import QueryEngine
 from lakecore.query._disk import DiskTier
+from lakecore.tables import Delete
 from tests._sql_lake import populate
 
 HISTOGRAM = "SELECT label, count(*) AS n FROM boxes GROUP BY label ORDER BY label"
@@ -166,3 +167,87 @@ def test_another_process_reads_the_copies(tmp_path):
     assert engine.sql("SELECT count(*) AS n FROM datums")["n"][0].as_py() == 4
     assert _sources(engine) == {"datums": "disk"}
     engine.close()
+
+
+def test_an_append_takes_the_table_over_while_its_copy_is_written(lake, small, monkeypatch):
+    """The copy is written from a snapshot: once taken, the next version's query extends the
+    cached table in place (no rebuild), and the file still holds the version it is named by."""
+    import threading
+
+    from lakecore.query import _disk
+
+    snapshot_taken, go_on = threading.Event(), threading.Event()
+    store = _disk.DiskTier.store
+
+    def slow_store(self, cursor, relation, key, pinned=None):  # type: ignore[no-untyped-def]
+        def hold() -> None:
+            if pinned is not None:
+                pinned()
+            snapshot_taken.set()
+            assert go_on.wait(60)
+
+        return store(self, cursor, relation, key, hold)
+
+    monkeypatch.setattr(_disk.DiskTier, "store", slow_store)
+    engine = QueryEngine(lake, background=False)
+    query = "SELECT count(*) AS n FROM annotation_records"
+    before = engine.sql(query)["n"][0].as_py()
+    assert snapshot_taken.wait(30)
+    [(old_key, table)] = [(e["key"], e["table"]) for e in engine.cache.info()["entries"]]
+    aid = lake.assets.add_many([b"more"], kind="blob")["asset_id"][0].as_py()
+    one = {"asset_id": [aid], "kind": ["bbox"], "label": ["dog"], "bbox": [[1.0, 2.0, 3.0, 4.0]]}
+    lake.annotations.add(small.gt, pa.table(one))
+    assert engine.sql(query)["n"][0].as_py() == before + 1
+    [(new_key, same)] = [(e["key"], e["table"]) for e in engine.cache.info()["entries"]]
+    assert new_key != old_key and same == table  # extended in place while the copy runs
+    go_on.set()
+    engine.cache.wait()
+    copy = duckdb.connect()
+    copy.execute(f"ATTACH '{engine._disk.path(old_key)}' AS c (READ_ONLY)")
+    assert copy.sql("SELECT count(*) FROM c.t").fetchall() == [(before,)]
+    engine.close()
+
+
+def test_an_engine_keeps_few_files_attached(lake, small, monkeypatch):
+    from lakecore.query import _cache
+
+    first = QueryEngine(lake, background=False)
+    for table in ("datums", "assets", "aliases"):
+        first.sql(f"SELECT count(*) FROM {table}")
+    first.cache.wait()
+    first.close()
+    monkeypatch.setattr(_cache, "MAX_ATTACHED", 1)
+    second = QueryEngine(lake, background=False)
+    for table in ("datums", "assets", "aliases"):
+        assert second.sql(f"SELECT count(*) AS n FROM {table}")["n"][0].as_py() == 8
+    assert list(_sources(second).values()) == ["disk"]  # the least recently used detached
+    attached = second.sql("SELECT database_name FROM duckdb_databases()")["database_name"]
+    assert sum(name.startswith("lc_disk_") for name in attached.to_pylist()) == 1
+    second.close()
+
+
+def test_copies_of_a_lake_never_read_each_others_files(tmp_path, monkeypatch):
+    """A lake copied with its files (same id), then changed differently in each place."""
+    import shutil
+
+    monkeypatch.setenv("LAKECORE_SQL_DISK_CACHE", str(tmp_path / "cache"))
+    a = lakecore.connect(tmp_path / "a")
+    populate(a, n=6)
+    warm = QueryEngine(a, background=False)
+    warm.sql("SELECT count(*) FROM datums")
+    warm.cache.wait()
+    warm.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    b = lakecore.connect(tmp_path / "b")
+    assert a.info.lake_id == b.info.lake_id
+    ids = a.datums.table()["datum_id"].to_pylist()
+    for lake, gone in ((a, ids[0]), (b, ids[1])):
+        lake.commit([Delete("datums", f"datum_id = '{gone}'")])
+    prints = {QueryEngine(lk)._describe(lk.snapshot(), "datums").fingerprint for lk in (a, b)}
+    assert len(prints) == 2  # same data files, same count deleted: the deletion files differ
+    for lake, gone in ((a, ids[0]), (b, ids[1])):
+        engine = QueryEngine(lake, background=False)
+        got = engine.sql("SELECT datum_id FROM datums ORDER BY datum_id")["datum_id"].to_pylist()
+        assert got == sorted(set(ids) - {gone})
+        engine.cache.wait()
+        engine.close()

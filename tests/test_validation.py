@@ -316,3 +316,36 @@ def test_add_accepts_exactly_what_the_record_model_accepts(env, data):
     from_arrow(
         ann.table(filter=f"annotation_id = '{written['annotation_id'][0]}'"), AnnotationRecord
     )
+
+
+def test_label_ids_are_checked_whatever_their_value(env):
+    """Label ids may be any int32, -1 included (Cityscapes has one)."""
+    _, ann, _ = env
+    schema = ann.create_schema(
+        "ids",
+        task_type="detection",
+        labels=[{"name": "plate", "label_id": -1}, {"name": "car", "label_id": 7}, "tree"],
+        allowed_kinds=["bbox"],
+        allow_additional_attributes=True,
+    )
+    aset = ann.create_set("ids", schema_id=schema.schema_id)
+    rows = [
+        valid_row("bbox", random.Random(i)) | {"label": label, "label_id": lid, "score": None}
+        for i, (label, lid) in enumerate([("plate", -1), ("car", 7), ("tree", 3), ("car", None)])
+    ]
+    assert ann.add(aset.set_id, arrow_rows(rows)).num_rows == 4  # "tree" has no id to compare
+    rows[0]["label_id"] = 7
+    err = _rejects(ann, aset.set_id, arrow_rows(rows), 0, "label_id")
+    assert "(-1)" in str(err)
+
+
+def test_a_row_with_two_foreign_geometries_names_the_first_field(env):
+    """The field reported does not depend on set order (hash seeds)."""
+    _, ann, aset = env
+    row = valid_row("classification", random.Random(1)) | {"score": None}
+    row |= {"text": "a caption", "mask_asset_id": ASSETS[0], "bbox": [1.0, 2.0, 3.0, 4.0]}
+    err = _rejects(ann, aset.set_id, arrow_rows([row]), 0, "bbox")
+    row.pop("bbox")
+    row["bbox"] = None
+    err = _rejects(ann, aset.set_id, arrow_rows([row]), 0, "mask_asset_id")
+    assert "does not take mask_asset_id" in str(err)

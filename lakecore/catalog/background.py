@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,28 +55,38 @@ class IndexRefresher:
         self._pending: set[str] = set()
         self._future: Future[None] | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._closed = False
         with _live_lock:
             _live.add(self)
 
     def request(self, tables: Iterable[str]) -> None:
-        """Refresh these tables' indices soon (requests made meanwhile share one commit)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._pending.update(tables)
-            if not self._pending or self._future is not None:
-                return
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakecore-index")
-            self._future = self._pool.submit(self._run)
+        """Refresh these tables' indices soon (requests made meanwhile share one commit).
+
+        Never raises: it is called after a commit has landed. When no thread can be started
+        (the interpreter is shutting down) the request is dropped with a warning; the next
+        commit that finds the rows unindexed asks again.
+        """
+        tables = list(tables)
+        try:
+            with self._lock:
+                self._pending.update(tables)
+                if not self._pending or self._future is not None:
+                    return
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="lakecore-index"
+                    )
+                self._future = self._pool.submit(self._run)
+        except Exception:
+            with self._lock:
+                self._pending.clear()
+            log.warning("lakecore: cannot refresh the indices of %s now", tables, exc_info=True)
 
     def _run(self) -> None:
         while True:
             with self._lock:
                 tables = sorted(self._pending)
                 self._pending.clear()
-                if not tables or self._closed:
+                if not tables:
                     self._future = None
                     return
             try:
@@ -98,14 +110,12 @@ class IndexRefresher:
         done, _ = wait_futures([future], timeout=timeout)
         return bool(done)
 
-    def close(self) -> None:
-        """Finish the refresh under way, drop the queued ones, refuse new ones."""
-        with self._lock:
-            self._closed = True
-            self._pending.clear()
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's thread (it does not exist here)."""
+        self._lock = threading.Lock()
+        self._pending = set()
+        self._future = None
+        self._pool = None
 
 
 def _stale(tables: list[str], catalog: Catalog) -> Callable[[Snapshot], list[Op]]:
@@ -125,10 +135,27 @@ def _stale(tables: list[str], catalog: Catalog) -> Callable[[Snapshot], list[Op]
 
 
 def wait_all(timeout: float | None = None) -> bool:
-    """Wait for every refresher of this process (tests: before their lakes are removed)."""
+    """Wait for every refresher of this process (tests: before their lakes are removed);
+    False if ``timeout`` seconds passed first."""
     with _live_lock:
         refreshers = list(_live)
-    return all(r.wait(timeout) for r in refreshers)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done = True
+    for refresher in refreshers:
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        done = refresher.wait(left) and done
+    return done
+
+
+def _reset_after_fork() -> None:
+    global _live_lock
+    _live_lock = threading.Lock()
+    for refresher in list(_live):
+        refresher._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # lakecore itself never forks (Lance is not fork-safe)
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 # At exit, Python stops accepting work in thread pools (which a refresh's commit uses) before

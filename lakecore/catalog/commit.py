@@ -317,7 +317,7 @@ class Catalog:
             finally:
                 self.lease.release()
                 _step("released")
-        if result.indexing:
+        if result.indexing:  # the commit has landed: nothing after this may raise
             self.refresher.request(result.indexing)
         return result
 

@@ -75,16 +75,17 @@ def _check_labels(f: Failures, schema: AnnotationSchema) -> None:
             f"{_name(schema)} (labels: {_listing(names.to_pylist())})"
         ),
     )
-    # the id of each row's label (-1: not in the schema, or a label without an id), gathered
-    # from its distinct labels
-    given_ids = [-1 if lab.label_id is None else lab.label_id for lab in schema.labels]
-    ids = np.array([*given_ids, -1], dtype=np.int64)
-    position = pc.fill_null(pc.index_in(labels.values, names), -1).to_numpy()
-    expected = np.append(ids[np.asarray(position, np.int64)], -1)[labels.index]
+    # the id of each row's label, gathered from its distinct labels; ``known``: the label is in
+    # the schema and has an id (ids may be any int32, -1 included)
+    ids = np.array([lab.label_id or 0 for lab in schema.labels] + [0], dtype=np.int64)
+    has = np.array([lab.label_id is not None for lab in schema.labels] + [False])
+    position = np.asarray(pc.fill_null(pc.index_in(labels.values, names), -1).to_numpy(), np.int64)
+    expected = np.append(ids[position], 0)[labels.index]
+    known = np.append(has[position], False)[labels.index]
     given = t["label_id"]
-    have = np.asarray(pc.fill_null(given, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    have = np.asarray(pc.fill_null(given, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     f.flag(
-        column_mask(given.is_valid()) & (expected >= 0) & (have != expected),
+        column_mask(given.is_valid()) & known & (have != expected),
         "label_id",
         lambda r: (
             f"label_id {f.value('label_id', r)} differs from the id of label "

@@ -243,7 +243,9 @@ def _check_geometry_presence(f: Failures, code: np.ndarray, used: set[str]) -> N
     t = f.table
     absent = np.zeros(f.n, dtype=bool)
     present = {c: column_mask(t[c].is_valid()) if c in used else absent for c in GEOMETRY_FIELDS}
-    for c in used:
+    for c in GEOMETRY_FIELDS:  # in this order: the first field flagged on a row is reported
+        if c not in used:
+            continue
         # per kind code (and a last entry for -1, unknown: reported by the kind check)
         may = [KIND_GEOMETRY.get(AnnotationKind(k), ((), frozenset()))[1] for k in KINDS]
         foreign = np.array([c not in fields for fields in may] + [False])

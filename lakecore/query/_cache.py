@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 CACHE_CATALOG = "lc_cache"
 """The attached in-memory database (compressed) that holds the cached tables."""
 
+MAX_ATTACHED = 16
+"""Disk-tier files an engine keeps attached (least recently used detached first)."""
+
 Appended = Callable[[Any], tuple[int, Callable[[], Any]] | None]
 """Given a cached entry's ``meta``: (rows, loader of the rows appended since), or None."""
 
@@ -253,17 +256,23 @@ class TableCache:
             if entry is None or entry.on_disk or self._closed or self.disk is None:
                 return
             entry.refs += 1
-        try:  # no build lock: reading the leased table needs none, and queries may build
+        leased = [entry]
+
+        def pinned() -> None:  # the copy's transaction sees this version from now on: let
+            self.release(leased.pop())  # appends take the table over meanwhile
+
+        try:  # no build lock: reading the table needs none, and queries may build meanwhile
             cur = self._cursor()
             try:
-                self.disk.store(cur, entry.relation, key)
+                self.disk.store(cur, entry.relation, key, pinned)
             finally:
                 cur.close()
         except Exception:  # the disk tier only saves other engines time
             if not self._closed:
                 log.warning("lakecore SQL cache: writing %r to disk failed", key, exc_info=True)
         finally:
-            self.release(entry)
+            if leased:
+                self.release(leased.pop())
 
     # -- building -------------------------------------------------------------------------------
     def _rows(self, build: Build) -> int:
@@ -478,12 +487,16 @@ class TableCache:
                 del self._entries[e.key]
                 self._doomed.append(e)
         total = sum(e.size for e in self._entries.values())
+        attached = sum(e.on_disk for e in self._entries.values())
         for e in sorted((e for e in idle if e.key in self._entries), key=lambda e: e.used):
-            if total <= self.budget:
-                break
+            if e.on_disk and attached > MAX_ATTACHED:  # files cost no memory, but handles
+                attached -= 1
+            elif e.on_disk or total <= self.budget:
+                continue
+            else:
+                total -= e.size
             del self._entries[e.key]
             self._doomed.append(e)
-            total -= e.size
 
     def _drop_doomed(self) -> None:
         """Drop the tables of evicted entries (call with the build lock held)."""

@@ -25,8 +25,9 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 import uuid
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,7 +79,7 @@ class DiskTier:
 
     def path(self, key: Hashable) -> Path:
         """Where the table of ``key`` lives (whether or not it exists)."""
-        name = hashlib.sha256(repr((FORMAT, key)).encode()).hexdigest()[:32]
+        name = hashlib.sha256(repr((FORMAT, _duckdb_version(), key)).encode()).hexdigest()[:32]
         return self.folder / f"{name}.duckdb"
 
     def find(self, key: Hashable) -> Path | None:
@@ -95,16 +96,38 @@ class DiskTier:
         with contextlib.suppress(OSError):
             path.unlink()
 
-    def store(self, cursor: duckdb.DuckDBPyConnection, relation: str, key: Hashable) -> Path:
-        """Write ``relation`` (a cached table) as the file of ``key``; returns its path."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def store(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        relation: str,
+        key: Hashable,
+        pinned: Callable[[], None] | None = None,
+    ) -> Path:
+        """Write ``relation`` (a cached table) as the file of ``key``; returns its path.
+
+        The copy is made in one transaction, which sees the table as it was when the
+        transaction first read it, whatever other cursors do to it afterwards (DuckDB keeps
+        that snapshot): ``pinned`` is called at that point, and the caller may then let the
+        table be changed or dropped.
+        """
+        self._make_folder()
         final = self.path(key)
         temp = final.with_name(f".{uuid.uuid4().hex}.part")
         alias = f"lc_write_{uuid.uuid4().hex[:12]}"
         try:
             cursor.execute(f"ATTACH '{literal(temp)}' AS {alias}").fetchall()
             try:
-                cursor.execute(f"CREATE TABLE {alias}.t AS SELECT * FROM {relation}").fetchall()
+                cursor.execute("BEGIN TRANSACTION").fetchall()
+                try:
+                    cursor.execute(f"SELECT count(*) FROM {relation}").fetchall()
+                    if pinned is not None:
+                        pinned()
+                    cursor.execute(f"CREATE TABLE {alias}.t AS SELECT * FROM {relation}").fetchall()
+                    cursor.execute("COMMIT").fetchall()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        cursor.execute("ROLLBACK").fetchall()
+                    raise
             finally:
                 cursor.execute(f"DETACH {alias}").fetchall()
             os.replace(temp, final)
@@ -115,8 +138,20 @@ class DiskTier:
         self.trim(keep=final)
         return final
 
+    def _make_folder(self) -> None:
+        """Create the folder, readable by this user only (it holds copies of lake data)."""
+        for folder in (self.folder.parent, self.folder):
+            if not folder.exists():
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
     def trim(self, keep: Path | None = None) -> None:
-        """Remove the least recently used files until the folder fits the budget."""
+        """Remove the least recently used files until the folder fits the budget, and
+        temporary files a killed writer left (older than an hour)."""
+        stale = time.time() - 3600
+        for part in self.folder.glob(".*.part*"):
+            with contextlib.suppress(OSError):
+                if part.stat().st_mtime < stale:
+                    part.unlink()
         files = []
         for path in self.folder.glob("*.duckdb"):
             with contextlib.suppress(OSError):
@@ -139,6 +174,13 @@ class DiskTier:
             with contextlib.suppress(OSError):
                 total += path.stat().st_size
         return total
+
+
+def _duckdb_version() -> str:
+    """Files are per DuckDB version: another version may not read (or may rewrite) them."""
+    import duckdb
+
+    return str(duckdb.__version__)
 
 
 def literal(path: Path) -> str:

@@ -363,8 +363,8 @@ class QueryEngine:
         for fragment in ds.get_fragments():
             meta = fragment.metadata
             files = tuple((f.path, f.file_size_bytes) for f in meta.files)
-            deletion = meta.deletion_file
-            fragments[meta.id] = (files, str(deletion) if deletion else None)
+            deletion = meta.deletion_file  # its path holds its random id and read version
+            fragments[meta.id] = (files, deletion.path(meta.id) if deletion else None)
             digest.update(repr((meta.id, fragments[meta.id])).encode())
             rows[meta.id] = int(meta.num_rows)
             disk += sum(size or 0 for _, size in files)
@@ -483,14 +483,16 @@ def _disk_tier(
     if setting is False or budget <= 0:
         return None
     root = default_root() if setting is None or setting is True else Path(setting)
-    uri = getattr(core, "uri", None)
-    info = getattr(core, "info", None)
-    lake_id = getattr(info, "lake_id", None)
-    if root is None or not isinstance(uri, str) or lake_id is None:
+    location = getattr(core, "location", None)
+    lake_id = getattr(getattr(core, "info", None), "lake_id", None)
+    if root is None or location is None or lake_id is None:
         return None
-    if uri.startswith("memory://"):
+    if location.given.lower().startswith("memory://"):
         return None
-    return DiskTier(root, f"{uri}|{lake_id}", budget)
+    # where the lake is (an absolute path, or the object store's endpoint and URI) and its id
+    options = getattr(core, "storage_options", None) or {}
+    endpoint = sorted((k, v) for k, v in options.items() if "endpoint" in k or "region" in k)
+    return DiskTier(root, repr((location.uri, endpoint, lake_id)), budget)
 
 
 def register(con: duckdb.DuckDBPyConnection, name: str, source: Any) -> None:
