@@ -59,6 +59,10 @@ def test_a_fresh_engine_reads_what_an_earlier_one_cached(lake, small):
     assert _sources(second) == {"annotation_records": "disk", "datums": "disk"}
     plan = " ".join(second.sql(f"EXPLAIN {JOIN}")["explain_value"].to_pylist())
     assert "lc_disk_" in plan and "Arrow" not in plan  # not a Lance scan
+    # look-ups by the sort key (records: datum_id) go through an ART index, copies included
+    indexes = second.sql("SELECT database_name, sql FROM duckdb_indexes()").to_pylist()
+    assert {i["database_name"].startswith("lc_disk_") for i in indexes} == {True}
+    assert [i["sql"].split("(")[-1] for i in indexes] == ["datum_id);"] * 2
     second.close()
 
 
@@ -179,14 +183,14 @@ def test_an_append_takes_the_table_over_while_its_copy_is_written(lake, small, m
     snapshot_taken, go_on = threading.Event(), threading.Event()
     store = _disk.DiskTier.store
 
-    def slow_store(self, cursor, relation, key, pinned=None):  # type: ignore[no-untyped-def]
+    def slow_store(self, cursor, relation, key, pinned=None, **options):  # type: ignore[no-untyped-def]
         def hold() -> None:
             if pinned is not None:
                 pinned()
             snapshot_taken.set()
             assert go_on.wait(60)
 
-        return store(self, cursor, relation, key, hold)
+        return store(self, cursor, relation, key, hold, **options)
 
     monkeypatch.setattr(_disk.DiskTier, "store", slow_store)
     engine = QueryEngine(lake, background=False)
@@ -251,3 +255,16 @@ def test_copies_of_a_lake_never_read_each_others_files(tmp_path, monkeypatch):
         assert got == sorted(set(ids) - {gone})
         engine.cache.wait()
         engine.close()
+
+
+def test_a_table_appended_to_in_a_loop_is_copied_at_most_every_interval(lake, small):
+    engine = QueryEngine(lake, background=False)
+    query = "SELECT count(*) AS n FROM annotation_records"
+    for i in range(3):
+        aid = lake.assets.add_many([f"loop {i}".encode()], kind="blob")["asset_id"][0].as_py()
+        one = {"asset_id": [aid], "kind": ["bbox"], "label": ["dog"], "bbox": [[1.0, 2, 3, 4]]}
+        lake.annotations.add(small.gt, pa.table(one))
+        assert engine.sql(query)["n"][0].as_py() == lake.annotations.count()
+        engine.cache.wait()
+    assert len(list(engine._disk.folder.glob("*.duckdb"))) == 1  # the first version only
+    engine.close()

@@ -50,6 +50,11 @@ CACHE_CATALOG = "lc_cache"
 MAX_ATTACHED = 16
 """Disk-tier files an engine keeps attached (least recently used detached first)."""
 
+PERSIST_EVERY = 30.0
+"""Seconds between two disk copies of the same table (a copy costs O(rows) of background work:
+a process that appends and queries in a loop would otherwise copy the table after every
+append)."""
+
 Appended = Callable[[Any], tuple[int, Callable[[], Any]] | None]
 """Given a cached entry's ``meta``: (rows, loader of the rows appended since), or None."""
 
@@ -91,6 +96,8 @@ class Entry:
     refs: int = 0
     used: float = field(default_factory=time.monotonic)
     catalog: str = CACHE_CATALOG
+    index: str | None = None
+    """The quoted column the table has an ART index on."""
 
     @property
     def on_disk(self) -> bool:
@@ -147,6 +154,7 @@ class TableCache:
         self._building: duckdb.DuckDBPyConnection | None = None
         self._uncompressed = False
         self._checkpoint_queued = False
+        self._persisted: dict[str, float] = {}
 
     # -- leasing --------------------------------------------------------------------------------
     def acquire(self, build: Build, *, wait: bool = False) -> Entry | None:
@@ -255,6 +263,10 @@ class TableCache:
             entry = self._entries.get(key)
             if entry is None or entry.on_disk or self._closed or self.disk is None:
                 return
+            last = self._persisted.get(entry.group)
+            if last is not None and time.monotonic() - last < PERSIST_EVERY:
+                return
+            self._persisted[entry.group] = time.monotonic()
             entry.refs += 1
         leased = [entry]
 
@@ -264,7 +276,7 @@ class TableCache:
         try:  # no build lock: reading the table needs none, and queries may build meanwhile
             cur = self._cursor()
             try:
-                self.disk.store(cur, entry.relation, key, pinned)
+                self.disk.store(cur, entry.relation, key, pinned, index=entry.index)
             finally:
                 cur.close()
         except Exception:  # the disk tier only saves other engines time
@@ -348,9 +360,10 @@ class TableCache:
 
     def _memory(self, cur: duckdb.DuckDBPyConnection) -> int:
         rows = cur.execute(
-            "SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
+            "SELECT sum(memory_usage_bytes) FROM duckdb_memory() "
+            "WHERE tag IN ('IN_MEMORY_TABLE', 'ART_INDEX')"
         ).fetchall()
-        return int(rows[0][0]) if rows else 0
+        return int(rows[0][0] or 0) if rows else 0
 
     def _checkpoint(self, cur: duckdb.DuckDBPyConnection, patience: float) -> bool:
         """Compress new tables (and free dropped ones): DuckDB compresses in-memory tables at a
@@ -439,6 +452,10 @@ class TableCache:
             else:
                 statement = f"INSERT INTO {relation} SELECT * FROM __lakecore_source"
             cur.execute(statement).fetchall()
+            if base is None and build.order_by:  # an ART index: look-ups by the key are
+                # O(log n) instead of a zone-map scan (1M records: 5.9 -> 2.7 ms, +12 MB)
+                index = f'CREATE INDEX "{name}_key" ON {relation} ({build.order_by})'
+                cur.execute(index).fetchall()
             cur.unregister("__lakecore_source")
             with self._lock:
                 self._uncompressed = True
@@ -471,6 +488,7 @@ class TableCache:
                 self._building = None
             cur.close()
         entry = Entry(key, name, build.group, size, build.meta, refs=1 if lease else 0)
+        entry.index = build.order_by if base is None else base[0].index
         with self._lock:
             self._entries[key] = entry
             self._evict(entry)

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DISK_BUDGET = 8 << 30
 """Bytes of cached table versions kept on disk per lake unless configured."""
 
-FORMAT = "lakecore-sql-disk-1"
+FORMAT = "lakecore-sql-disk-2"
 """Changes whenever what a cached file holds changes (old files are then never read)."""
 
 
@@ -102,13 +102,15 @@ class DiskTier:
         relation: str,
         key: Hashable,
         pinned: Callable[[], None] | None = None,
+        *,
+        index: str | None = None,
     ) -> Path:
         """Write ``relation`` (a cached table) as the file of ``key``; returns its path.
 
         The copy is made in one transaction, which sees the table as it was when the
         transaction first read it, whatever other cursors do to it afterwards (DuckDB keeps
         that snapshot): ``pinned`` is called at that point, and the caller may then let the
-        table be changed or dropped.
+        table be changed or dropped. ``index``: a (quoted) column the copy gets an ART index on.
         """
         self._make_folder()
         final = self.path(key)
@@ -123,6 +125,8 @@ class DiskTier:
                     if pinned is not None:
                         pinned()
                     cursor.execute(f"CREATE TABLE {alias}.t AS SELECT * FROM {relation}").fetchall()
+                    if index is not None:
+                        cursor.execute(f"CREATE INDEX t_key ON {alias}.t ({index})").fetchall()
                     cursor.execute("COMMIT").fetchall()
                 except BaseException:
                     with contextlib.suppress(Exception):
