@@ -42,18 +42,23 @@ def _in_refresher() -> bool:
     return threading.current_thread().name.startswith("lakecore-index")
 
 
-def test_a_large_write_returns_before_its_index_refresh(lake, small_threshold, hook):
-    """The refresh is held at its lease: the write has returned, its rows are readable and
-    found by indexed lookups; once released, the refresh folds them into the indices."""
-    release = threading.Event()
-    held = threading.Event()
+def _hold_refresher_at(step: str) -> tuple[threading.Event, threading.Event]:
+    """Make the background refresh stop at ``step``: (set once it is held, set to let it go)."""
+    held, release = threading.Event(), threading.Event()
 
-    def hold(step: str) -> None:
-        if _in_refresher() and step == "lease_acquired":
+    def hold(at: str) -> None:
+        if _in_refresher() and at == step:
             held.set()
             assert release.wait(60)
 
     set_fault_hook(hold)
+    return held, release
+
+
+def test_a_large_write_returns_before_its_index_refresh(lake, small_threshold, hook):
+    """The refresh is held at its lease: the write has returned, its rows are readable and
+    found by indexed lookups; once released, the refresh folds them into the indices."""
+    held, release = _hold_refresher_at("lease_acquired")
     rows = lake.datums.add_many(_rows(lake, 40, "val"))
     assert held.wait(30), "no background refresh started"
     ids = rows["datum_id"].to_pylist()
@@ -93,15 +98,7 @@ def test_a_failed_refresh_is_logged_and_the_next_write_asks_again(
 
 def test_writes_during_a_refresh_are_kept(lake, small_threshold, hook):
     """A write that comes while the refresh runs waits for the lease; both land."""
-    release = threading.Event()
-    held = threading.Event()
-
-    def hold(step: str) -> None:
-        if _in_refresher() and step == "catalog_read":
-            held.set()
-            assert release.wait(60)
-
-    set_fault_hook(hold)
+    held, release = _hold_refresher_at("catalog_read")
     first = lake.datums.add_many(_rows(lake, 30))
     assert held.wait(30)
     done = threading.Event()
