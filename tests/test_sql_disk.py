@@ -268,3 +268,24 @@ def test_a_table_appended_to_in_a_loop_is_copied_at_most_every_interval(lake, sm
         engine.cache.wait()
     assert len(list(engine._disk.folder.glob("*.duckdb"))) == 1  # the first version only
     engine.close()
+
+
+def test_a_process_that_exits_right_after_its_query_leaves_a_copy(tmp_path):
+    """A CLI call's background build ends while the interpreter exits: the copy is written
+    then (before, the build was thrown away), and the next process reads it."""
+    root = tmp_path / "lake"
+    populate(lakecore.connect(root), n=5)
+    script = textwrap.dedent(
+        f"""
+        import lakecore
+        from lakecore.query import QueryEngine
+        engine = QueryEngine(lakecore.connect({str(root)!r}), sync_rows=0)  # builds: background
+        assert engine.sql("SELECT count(*) AS n FROM datums")["n"][0].as_py() == 5
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode()
+    engine = QueryEngine(lakecore.connect(root), background=False)
+    assert engine.sql("SELECT count(*) AS n FROM datums")["n"][0].as_py() == 5
+    assert _sources(engine) == {"datums": "disk"}
+    engine.close()

@@ -489,12 +489,18 @@ class TableCache:
             cur.close()
         entry = Entry(key, name, build.group, size, build.meta, refs=1 if lease else 0)
         entry.index = build.order_by if base is None else base[0].index
+        persist_now = False
         with self._lock:
             self._entries[key] = entry
             self._evict(entry)
             if self.disk is not None and not self._closed:
-                self._track(self._executor().submit(self._persist, key))
+                try:
+                    self._track(self._executor().submit(self._persist, key))
+                except RuntimeError:  # the interpreter is exiting (a CLI call that built this
+                    persist_now = True  # on its way out): copy it now, for the next process
         self._drop_doomed()
+        if persist_now:
+            self._persist(key)
         return entry
 
     def _evict(self, keep: Entry) -> None:
