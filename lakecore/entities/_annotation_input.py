@@ -182,13 +182,10 @@ def _nulls(n: int, to: pa.DataType) -> pa.Array:
         offsets = _zero_buffer((n + 1) * width)
         empty = pa.array([], to.value_type)
         return pa.Array.from_buffers(to, n, [validity, offsets], null_count=n, children=[empty])
-    if pa.types.is_string(to) or pa.types.is_binary(to):
-        offsets = _zero_buffer((n + 1) * 4)
-        return pa.Array.from_buffers(to, n, [validity, offsets, pa.py_buffer(b"")], null_count=n)
-    if _fixed_width(to):
-        data = _zero_buffer((n * to.bit_width + 7) // 8)
-        return pa.Array.from_buffers(to, n, [validity, data], null_count=n)
-    return pa.nulls(n, to)
+    zeros = _zeros(n, to)  # the same buffers, all rows marked null
+    if zeros is None:
+        return pa.nulls(n, to)
+    return pa.Array.from_buffers(to, n, [validity, *zeros.buffers()[1:]], null_count=n)
 
 
 def _fixed_width(to: pa.DataType) -> bool:
@@ -205,10 +202,10 @@ def _zero_buffer(nbytes: int) -> pa.Buffer:
 
 
 def _zeros(n: int, to: pa.DataType) -> pa.Array | None:
-    """``n`` zeros (numbers) or empty strings of a type, or None for other types."""
+    """``n`` zeros (numbers) or empty strings/bytes of a type, or None for other types."""
     if _fixed_width(to):
         return pa.Array.from_buffers(to, n, [None, _zero_buffer((n * to.bit_width + 7) // 8)])
-    if pa.types.is_string(to):
+    if pa.types.is_string(to) or pa.types.is_binary(to):
         offsets = _zero_buffer((n + 1) * 4)
         return pa.Array.from_buffers(to, n, [None, offsets, pa.py_buffer(b"")])
     return None

@@ -20,18 +20,19 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from lakecore.entities._codes import Codes, Column
 
 if TYPE_CHECKING:
     import duckdb
 
 __all__ = ["JsonColumn", "JsonView", "json_object_mask", "pointer", "struct_to_json"]
 
-Column: TypeAlias = pa.Array | pa.ChunkedArray
 
 _SUSPECT = r"(?i)[:\[,]\s*-?(nan|inf)|,\s*[}\]]|[0-9.][eE]\+?[0-9]{3}"
 """Strings DuckDB may accept but Python's json (or our finiteness rule) would not."""
@@ -90,25 +91,10 @@ class JsonColumn:
         self.valid = np.asarray(
             pc.fill_null(col.is_valid(), False).to_numpy(zero_copy_only=False), dtype=bool
         )
-        filled = pc.fill_null(col, "{}")
-        if isinstance(filled, pa.ChunkedArray):
-            filled = filled.combine_chunks()
-        self._rows = len(filled)
-        self._row_index: np.ndarray | None = None
-        if len(filled) and pc.all(pc.equal(filled, "{}")).as_py():  # the default: no hashing
-            self.distinct: pa.Array = pa.array(["{}"])
-        else:
-            encoded = pc.dictionary_encode(filled)  # one hash pass: distinct values + indices
-            self.distinct = encoded.dictionary
-            self._row_index = np.asarray(encoded.indices.to_numpy(), np.int64)
+        codes = Codes.of(pc.fill_null(col, "{}"))  # a single value needs no hashing
+        self.distinct: pa.Array = codes.values
+        self.row_index: np.ndarray = codes.index
         self._objects: tuple[np.ndarray, pa.Array] | None = None
-
-    @property
-    def row_index(self) -> np.ndarray:
-        """Per row, the position of its string in ``distinct``."""
-        if self._row_index is None:
-            self._row_index = np.zeros(self._rows, dtype=np.int64)
-        return self._row_index
 
     @property
     def trivial(self) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lakecore.entities._codes import Codes, Column, column_mask, combined
 from lakecore.entities._json import JsonColumn
 from lakecore.errors import ValidationError
 from schemas import AnnotationKind, SourceKind
@@ -23,7 +24,6 @@ from schemas.annotation import GEOMETRY_FIELDS, KIND_GEOMETRY
 
 __all__ = ["Codes", "Column", "Failures", "check_structure", "column_mask", "combined", "show"]
 
-Column: TypeAlias = pa.Array | pa.ChunkedArray
 Describe: TypeAlias = Callable[[int], str]
 
 KINDS = [k.value for k in AnnotationKind]
@@ -41,41 +41,6 @@ def show(value: Any, limit: int = 80) -> str:
     """A short repr of a value for an error message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def column_mask(mask: Column | np.ndarray) -> np.ndarray:
-    """A boolean Arrow (or numpy) mask as a numpy bool array; nulls count as False."""
-    if isinstance(mask, np.ndarray):
-        return mask.astype(bool, copy=False)
-    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-@dataclass(frozen=True)
-class Codes:
-    """A column's distinct values, and per row the position of its value (-1: null).
-
-    Checks of a string column run on its distinct values and are spread to the rows by one
-    gather: batches repeat a few kinds, labels and sources, so this replaces a hash lookup per
-    row and check by one per row in all.
-    """
-
-    values: pa.Array
-    index: np.ndarray
-
-    @classmethod
-    def of(cls, col: Column) -> Codes:
-        arr = combined(col)
-        if len(arr) and arr.null_count == 0 and pc.all(pc.equal(arr, arr[0])).as_py():
-            # one value (a batch of boxes, a defaulted source): a compare, no hashing
-            return cls(arr.slice(0, 1), np.zeros(len(arr), dtype=np.int32))
-        encoded = pc.dictionary_encode(arr)
-        index = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(), dtype=np.int32)
-        return cls(encoded.dictionary, index)
-
-    def rows(self, per_value: Column | np.ndarray, *, null: bool = False) -> np.ndarray:
-        """Spread a per-distinct-value mask to the rows; null rows get ``null``."""
-        spread: np.ndarray = np.append(column_mask(per_value), null)[self.index]
-        return spread
 
 
 @dataclass
@@ -132,11 +97,6 @@ class Failures:
             reason=reason,
             failing_rows=hit.count,
         )
-
-
-def combined(col: Column) -> pa.Array:
-    """A chunked column as one contiguous array."""
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
 def rows_of(parents: Column, bad_items: Column | np.ndarray, n: int) -> np.ndarray:
