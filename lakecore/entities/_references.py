@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakecore.entities._base import rows_where
+from lakecore.entities._codes import Codes
 from lakecore.entities._validate import Failures, show
 
 if TYPE_CHECKING:
@@ -43,10 +44,15 @@ def _flag_unknown(f: Failures, field: str, what: str, known: pa.ChunkedArray) ->
     )
 
 
-def check_references(snapshot: Snapshot, table: pa.Table) -> None:
+def check_references(
+    snapshot: Snapshot, table: pa.Table, codes: dict[str, Codes] | None = None
+) -> None:
     """Raise ValidationError for the lowest row naming an asset or datum absent from
-    ``snapshot`` (only the referenced ids are looked up, or the id column is read once)."""
-    f = Failures(table)
+    ``snapshot`` (only the referenced ids are looked up, or the id column is read once).
+
+    ``codes``: encoded columns shared with other checks of the same table (see ``Failures``).
+    """
+    f = Failures(table, codes)
     for target, key, fields in _REFERENCES:
         wanted = pa.chunked_array([f.codes(c).values for c in fields], pa.string())
         known = known_ids(snapshot, target, key, pc.unique(wanted))

@@ -52,14 +52,18 @@ class _Hit:
 
 
 class Failures:
-    """Collects failing-row masks and raises for the lowest failing row."""
+    """Collects failing-row masks and raises for the lowest failing row.
 
-    def __init__(self, table: pa.Table) -> None:
+    ``codes``: a dict of encoded columns of the same table to use and fill, so checks run one
+    after another (record rules, then references) encode each column once.
+    """
+
+    def __init__(self, table: pa.Table, codes: dict[str, Codes] | None = None) -> None:
         self.table = table
         self.n = table.num_rows
         self.best: _Hit | None = None
         self._json: dict[str, JsonColumn] = {}
-        self._codes: dict[str, Codes] = {}
+        self._codes: dict[str, Codes] = {} if codes is None else codes
 
     def codes(self, field: str) -> Codes:
         """The distinct values of column ``field`` and their positions, encoded once."""
