@@ -362,6 +362,25 @@ def test_references_are_checked_against_the_commit_snapshot(lake, ann):
     assert ann.count() == 0
 
 
+def test_adds_see_the_set_as_the_snapshot_has_it(lake, ann):
+    # adds keep a set per version of the sets table: the set's defaults reach the rows, and a
+    # set deleted through another handle is gone for this one too
+    aset = ann.create_set("yolo", purpose="prediction", source_kind="model")
+    rows = pa.Table.from_pylist(
+        [{"asset_id": ASSETS[0], "kind": "bbox", "label": "cat", "bbox": [0.0, 0, 1, 1]}]
+    )
+    for _ in range(2):
+        written = ann.add(aset.set_id, rows)
+        assert written["source_kind"].to_pylist() == ["model"]
+        assert written["source_name"].to_pylist() == ["yolo"]
+    Annotations(lake).delete_set(aset.set_id)
+    pins = lake.snapshot().pins
+    with pytest.raises(NotFoundError, match=aset.set_id):
+        ann.add(aset.set_id, rows)
+    assert lake.snapshot().pins == pins
+    assert ann.count() == 0
+
+
 def test_unknown_references_are_rejected(lake, ann):
     aset = ann.create_set("gt")
     pins = lake.snapshot().pins

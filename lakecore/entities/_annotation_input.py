@@ -21,7 +21,7 @@ from lakecore.errors import SchemaError, ValidationError
 from lakecore.tables.arrow import layout, to_arrow
 from schemas import AnnotationKind, AnnotationRecord, AnnotationSet
 
-__all__ = ["RECORD_SCHEMA", "Records", "records_table"]
+__all__ = ["RECORD_SCHEMA", "Records", "records_table", "with_ids"]
 
 RECORD_SCHEMA = layout(AnnotationRecord).schema
 Records: TypeAlias = (
@@ -48,12 +48,14 @@ def row_error(row: int, field: str, reason: str) -> ValidationError:
     )
 
 
-def records_table(records: Records, aset: AnnotationSet) -> pa.Table:
+def records_table(records: Records, aset: AnnotationSet, *, ids: bool = True) -> pa.Table:
     """Rows of ``annotation_records`` for ``records`` added to ``aset`` (not yet validated).
 
     ``annotation_id``, ``set_id`` and ``created_at`` are assigned; ``source_kind`` and
     ``source_name`` default to the set's source kind and name; ``label`` to ``""``;
     ``attributes``/``metadata`` to ``"{}"`` (struct columns become JSON strings).
+    With ``ids=False`` the ``annotation_id`` column is left null for :func:`with_ids` to fill
+    (no check reads it: the ids can be made while the batch is checked).
     """
     if isinstance(records, pa.RecordBatch):
         records = pa.Table.from_batches([records])
@@ -61,7 +63,13 @@ def records_table(records: Records, aset: AnnotationSet) -> pa.Table:
         records = pa.table(records)  # polars / pandas >= 2.2 / DuckDB results, zero-copy
     if not isinstance(records, pa.Table):
         records = _from_models(records, aset)
-    return _fill_visibility(_normalize(records, aset))
+    return _fill_visibility(_normalize(records, aset, ids))
+
+
+def with_ids(table: pa.Table) -> pa.Table:
+    """``table`` with fresh ``annotation_id`` s (ascending within the batch)."""
+    column = table.schema.get_field_index("annotation_id")
+    return table.set_column(column, RECORD_SCHEMA.field(column), new_ids("ann", table.num_rows))
 
 
 def _from_models(records: Iterable[Any], aset: AnnotationSet) -> pa.Table:
@@ -90,7 +98,7 @@ def _from_models(records: Iterable[Any], aset: AnnotationSet) -> pa.Table:
     return to_arrow(models, AnnotationRecord)
 
 
-def _normalize(data: pa.Table, aset: AnnotationSet) -> pa.Table:
+def _normalize(data: pa.Table, aset: AnnotationSet, ids: bool) -> pa.Table:
     unknown = [c for c in data.column_names if c not in RECORD_SCHEMA.names]
     if unknown:
         raise SchemaError(
@@ -116,7 +124,7 @@ def _normalize(data: pa.Table, aset: AnnotationSet) -> pa.Table:
     for field in RECORD_SCHEMA:
         name = field.name
         if name == "annotation_id":
-            cols.append(new_ids("ann", n))
+            cols.append(new_ids("ann", n) if ids else pa.nulls(n, pa.string()))
         elif name == "created_at":
             cols.append(now_array(n))
         elif name == "set_id":

@@ -67,10 +67,10 @@ def new_ids(prefix: str, n: int) -> pa.Array:
     width = len(head) + 32
     if (n + 1) * width >= 2**31:
         raise ValueError(f"cannot make {n} ids at once: at most {2**31 // width - 1}")
-    rng = np.random.default_rng(np.frombuffer(os.urandom(32), dtype=np.uint64))
+    bits = np.random.default_rng(np.frombuffer(os.urandom(32), dtype=np.uint64)).bit_generator
     words = np.empty((n, 2), dtype=">u8")  # big-endian: hex digits sort like the numbers
-    words[:, 0] = np.sort(rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False))
-    words[:, 1] = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+    words[:, 0] = np.sort(bits.random_raw(n))  # raw 64-bit draws: half the cost of integers()
+    words[:, 1] = bits.random_raw(n)
     buf = np.empty((n, width), dtype=np.uint8)
     buf[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
     buf[:, len(head) :] = np.frombuffer(binascii.hexlify(words.tobytes()), np.uint8).reshape(n, 32)
