@@ -39,7 +39,7 @@ def _records(
     )
 
 
-def ingest(size: int, per: int = 5, payload: int = 4096, repeats: int = 3) -> list[dict[str, Any]]:
+def ingest(size: int, per: int = 5, payload: int = 4096, repeats: int = 5) -> list[dict[str, Any]]:
     """``size`` assets with ``payload``-byte payloads, ``size`` datums, ``per`` boxes each.
 
     Run ``repeats`` times on fresh lakes, lakecore and raw Lance in the same round; each figure
@@ -167,7 +167,7 @@ def _raw_indexed(table: pa.Table, uri: str, indices: list[tuple[str, str]]) -> f
     return time.perf_counter() - t0
 
 
-def records_only(n: int, repeats: int = 3) -> list[dict[str, Any]]:
+def records_only(n: int, repeats: int = 5) -> list[dict[str, Any]]:
     """``annotations.add`` of n box records vs a raw Lance write of the same table (median of
     ``repeats`` rounds on fresh lakes, each system once per round).
 
