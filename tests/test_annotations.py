@@ -19,7 +19,9 @@ import pytest
 from _annotations import ASSETS, DATUMS, KINDS, arrow_rows, full_schema, seed, valid_row
 
 from lakecore.entities import _json
+from lakecore.entities import annotations as annotations_module
 from lakecore.entities._annotation_input import RECORD_SCHEMA
+from lakecore.entities._base import rows_where
 from lakecore.entities.annotations import Annotations
 from lakecore.errors import (
     AlreadyExistsError,
@@ -362,9 +364,16 @@ def test_references_are_checked_against_the_commit_snapshot(lake, ann):
     assert ann.count() == 0
 
 
-def test_adds_see_the_set_as_the_snapshot_has_it(lake, ann):
-    # adds keep a set per version of the sets table: the set's defaults reach the rows, and a
-    # set deleted through another handle is gone for this one too
+def test_adds_see_the_set_as_the_snapshot_has_it(lake, ann, monkeypatch):
+    # adds keep a set per version of the sets table: the set's defaults reach the rows without
+    # reading the set again, and a set deleted through another handle is gone for this one too
+    reads: list[str] = []
+
+    def counted(snapshot, table, *args, **kwargs):
+        reads.append(table)
+        return rows_where(snapshot, table, *args, **kwargs)
+
+    monkeypatch.setattr(annotations_module, "rows_where", counted)
     aset = ann.create_set("yolo", purpose="prediction", source_kind="model")
     rows = pa.Table.from_pylist(
         [{"asset_id": ASSETS[0], "kind": "bbox", "label": "cat", "bbox": [0.0, 0, 1, 1]}]
@@ -373,10 +382,12 @@ def test_adds_see_the_set_as_the_snapshot_has_it(lake, ann):
         written = ann.add(aset.set_id, rows)
         assert written["source_kind"].to_pylist() == ["model"]
         assert written["source_name"].to_pylist() == ["yolo"]
+    assert "annotation_sets" not in reads  # create_set left the set for the adds
     Annotations(lake).delete_set(aset.set_id)
     pins = lake.snapshot().pins
     with pytest.raises(NotFoundError, match=aset.set_id):
         ann.add(aset.set_id, rows)
+    assert "annotation_sets" in reads  # a new version of the sets table: read again
     assert lake.snapshot().pins == pins
     assert ann.count() == 0
 

@@ -69,7 +69,7 @@ def records_table(records: Records, aset: AnnotationSet, *, ids: bool = True) ->
 def with_ids(table: pa.Table) -> pa.Table:
     """``table`` with fresh ``annotation_id`` s (ascending within the batch)."""
     column = table.schema.get_field_index("annotation_id")
-    return table.set_column(column, RECORD_SCHEMA.field(column), new_ids("ann", table.num_rows))
+    return table.set_column(column, table.schema.field(column), new_ids("ann", table.num_rows))
 
 
 def _from_models(records: Iterable[Any], aset: AnnotationSet) -> pa.Table:
@@ -124,7 +124,7 @@ def _normalize(data: pa.Table, aset: AnnotationSet, ids: bool) -> pa.Table:
     for field in RECORD_SCHEMA:
         name = field.name
         if name == "annotation_id":
-            cols.append(new_ids("ann", n) if ids else pa.nulls(n, pa.string()))
+            cols.append(new_ids("ann", n) if ids else _nulls(n, pa.string()))
         elif name == "created_at":
             cols.append(now_array(n))
         elif name == "set_id":

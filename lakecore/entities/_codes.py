@@ -40,9 +40,9 @@ class Codes:
 
     @classmethod
     def of(cls, col: Column) -> Codes:
+        if col.null_count == len(col):  # an absent column: nothing to encode
+            return cls(pa.array([], col.type), np.full(len(col), -1, dtype=np.int32))
         arr = combined(col)
-        if arr.null_count == len(arr):  # an absent column: nothing to encode
-            return cls(pa.array([], arr.type), np.full(len(arr), -1, dtype=np.int32))
         if arr.null_count == 0 and _one_value(arr):
             # one value (a batch of boxes, a defaulted source): a compare, no hashing
             return cls(arr.slice(0, 1), np.zeros(len(arr), dtype=np.int32))

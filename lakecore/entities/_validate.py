@@ -86,7 +86,7 @@ class Failures:
         if not _any(mask):  # the usual case: no row fails (no positions to list)
             return
         bad = np.flatnonzero(column_mask(mask))
-        if bad.size and (self.best is None or bad[0] < self.best.row):
+        if self.best is None or bad[0] < self.best.row:
             self.best = _Hit(int(bad[0]), field, describe, int(bad.size))
 
     def raise_first(self) -> None:

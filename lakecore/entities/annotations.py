@@ -110,6 +110,8 @@ class Annotations:
         at = (table, version, value)
         with self._lock:
             hit = self._settings.get(at)
+            if hit is not None:
+                self._settings.move_to_end(at)
         if hit is None:
             hit = self._one(snap, table, key, value, model)
             self._remember(at, hit)
@@ -299,7 +301,7 @@ class Annotations:
 
         result = self._core.commit(build=build, message=f"create annotation set {name!r}")
         version = result.tables.get(SETS)
-        if version is not None:  # the set as that version stores it, for the adds that follow
+        if version is not None:  # the row that version holds, for the adds that follow
             self._remember((SETS, version, aset.set_id), from_arrow(row, AnnotationSet)[0])
         return aset
 

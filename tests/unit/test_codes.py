@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,7 +27,7 @@ def test_codes_give_back_every_row(chunks, skip):
 
 
 @given(n=st.integers(0, 50), null=st.booleans())
-def test_codes_spread_a_per_value_mask_to_rows(n, null):
+def test_an_absent_column_has_no_values_and_every_row_is_null(n, null):
     col = pa.array([None] * n, pa.string())
     codes = Codes.of(col)
     assert len(codes.values) == 0
@@ -50,4 +51,25 @@ def test_one_repeated_value_and_a_different_one(value, n, other, where):
     codes = Codes.of(col)
     rows = col.to_pylist()
     assert sorted(codes.values.to_pylist()) == sorted(set(rows))
+    assert [codes.values[i].as_py() for i in codes.index.tolist()] == rows
+
+
+@pytest.mark.parametrize(
+    ("col", "one"),
+    [
+        (pa.array(["ab"] * 1000, pa.string()), True),
+        (pa.array(["ab", "ba"] + ["ab"] * 998, pa.string()), False),  # between two probes
+        (pa.array(["ab", "abab"] + ["ab"] * 998, pa.string()), False),  # another length
+        (pa.array(["x", "ab", "ba"] + ["ab"] * 998, pa.string()).slice(1), False),
+        (pa.array(["x"] + ["ab"] * 1000, pa.string()).slice(1), True),
+        (pa.array([b"ab", b"ba"] + [b"ab"] * 998, pa.binary()), False),
+        (pa.array(["ab", "ba"] + ["ab"] * 998, pa.large_string()), False),  # compared by Arrow
+        (pa.array(["ab"] * 1000, pa.large_string()), True),
+        (pa.array([1, 2] + [1] * 998, pa.int32()), False),
+    ],
+)
+def test_one_value_is_found_only_when_every_row_has_it(col, one):
+    codes = Codes.of(col)
+    assert (len(codes.values) == 1) is one
+    rows = col.to_pylist()
     assert [codes.values[i].as_py() for i in codes.index.tolist()] == rows
