@@ -310,6 +310,8 @@ def _first_bad_cast(col: pa.ChunkedArray, to: pa.DataType) -> int:
 
 def _fill_visibility(table: pa.Table) -> pa.Table:
     """Give keypoints rows without ``keypoint_visibility`` one ``2`` (visible) per point."""
+    if table["keypoints"].null_count == table.num_rows:
+        return table  # no keypoints (a batch of boxes): nothing to fill
     points = combined(table["keypoints"])
     vis = combined(table["keypoint_visibility"])
     npts = pc.list_value_length(points)

@@ -75,6 +75,9 @@ def _check_labels(f: Failures, schema: AnnotationSchema) -> None:
             f"{_name(schema)} (labels: {_listing(names.to_pylist())})"
         ),
     )
+    given = t["label_id"]
+    if given.null_count == f.n:
+        return  # no label_id given: nothing to compare
     # the id of each row's label, gathered from its distinct labels; ``known``: the label is in
     # the schema and has an id (ids may be any int32, -1 included)
     ids = np.array([lab.label_id or 0 for lab in schema.labels] + [0], dtype=np.int64)
@@ -82,7 +85,6 @@ def _check_labels(f: Failures, schema: AnnotationSchema) -> None:
     position = np.asarray(pc.fill_null(pc.index_in(labels.values, names), -1).to_numpy(), np.int64)
     expected = np.append(ids[position], 0)[labels.index]
     known = np.append(has[position], False)[labels.index]
-    given = t["label_id"]
     have = np.asarray(pc.fill_null(given, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     f.flag(
         column_mask(given.is_valid()) & known & (have != expected),

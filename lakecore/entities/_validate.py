@@ -136,7 +136,8 @@ def check_structure(f: Failures) -> None:
     f.flag(code < 0, "kind", lambda r: f"kind {show(f.value('kind', r))} is not one of {KINDS}")
     _check_target_and_label(f)
     used = {c for c in GEOMETRY_FIELDS if t[c].null_count < f.n}
-    _check_geometry_presence(f, code, used)
+    seen = {int(c) for c in np.asarray(per_value).tolist()} | ({-1} if kinds.nulls else set())
+    _check_geometry_presence(f, code, used, seen)
     for name, (k, a, b) in _FIXED.items():
         if name in used:
             _check_fixed(f, name, k, a, b)
@@ -210,9 +211,10 @@ def _check_target_and_label(f: Failures) -> None:
     )
 
 
-def _check_geometry_presence(f: Failures, code: np.ndarray, used: set[str]) -> None:
+def _check_geometry_presence(f: Failures, code: np.ndarray, used: set[str], seen: set[int]) -> None:
     """Exactly the geometry fields of each row's kind (``code`` indexes KINDS, -1 unknown);
-    ``used`` are the geometry columns with at least one value."""
+    ``used`` are the geometry columns with at least one value, ``seen`` the kind codes in the
+    batch (rules of absent kinds are skipped: no row to gather)."""
     t = f.table
     absent = np.zeros(f.n, dtype=bool)
     present = {c: column_mask(t[c].is_valid()) if c in used else absent for c in GEOMETRY_FIELDS}
@@ -222,9 +224,10 @@ def _check_geometry_presence(f: Failures, code: np.ndarray, used: set[str]) -> N
         # per kind code (and a last entry for -1, unknown: reported by the kind check)
         may = [KIND_GEOMETRY.get(AnnotationKind(k), ((), frozenset()))[1] for k in KINDS]
         foreign = np.array([c not in fields for fields in may] + [False])
-        _flag_foreign(f, c, present[c] & foreign[code])
+        if foreign[list(seen)].any():
+            _flag_foreign(f, c, present[c] & foreign[code])
     for k, (one_of, _) in KIND_GEOMETRY.items():
-        if one_of:
+        if one_of and KINDS.index(k.value) in seen:
             has = np.logical_or.reduce([present[c] for c in one_of])
             missing = (code == KINDS.index(k.value)) & ~has
             f.flag(missing, one_of[0], _text(f"kind {k.value!r} requires {' or '.join(one_of)}"))

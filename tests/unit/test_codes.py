@@ -15,8 +15,8 @@ _values = st.lists(st.none() | st.sampled_from(["a", "b", "", "ab", "ba", "cat"]
 @given(chunks=st.lists(_values, min_size=1, max_size=3), skip=st.integers(0, 3))
 def test_codes_give_back_every_row(chunks, skip):
     col = pa.chunked_array([pa.array(c, pa.string()) for c in chunks], pa.string())
-    if skip:  # a slice: its buffers start before its first value
-        col = col.combine_chunks().slice(skip)
+    if skip:  # one chunk that is a slice: its buffers start before its first value
+        col = pa.chunked_array([col.combine_chunks().slice(skip)], pa.string())
     codes = Codes.of(col)
     rows = col.to_pylist()
     values = codes.values.to_pylist()
