@@ -13,6 +13,8 @@ from _workers import TABLES, commit_one, ops, writer_loop
 
 from lakecore.catalog.commit import set_fault_hook
 from lakecore.errors import CommitConflictError, TableNotFoundError, ValidationError
+from lakecore.storage.options import filesystem
+from lakecore.storage.uri import parse
 from lakecore.tables import Delete, Reindex, Upsert, to_arrow
 from lakecore.tables.write import Compact
 from schemas import Alias
@@ -242,3 +244,26 @@ def test_a_compaction_that_meets_another_writer_is_fenced(lake, monkeypatch, cha
     assert_consistent(lake.snapshot(), {f"t{i}": 2 for i in range(3)})
     lake.commit(ops("t3", 2))
     assert_consistent(lake.snapshot(), {**{f"t{i}": 2 for i in range(3)}, "t3": 2})
+
+
+def test_each_snapshot_reads_the_latest_catalog(where):
+    """A handle keeps its catalog open between reads and brings it up to date: what another
+    handle commits shows in the next snapshot, and a lake deleted and made again at the same
+    place reads as the new lake."""
+    a, b = where.connect(), where.connect()
+    seen = a.snapshot().catalog_version
+    for i in range(3):
+        b.commit(ops(f"t{i}", 1))
+        snap = a.snapshot()
+        assert snap.catalog_version > seen
+        assert_consistent(snap, {f"t{j}": 1 for j in range(i + 1)})
+        seen = snap.catalog_version
+    a.commit(ops("t3", 2))
+    assert_consistent(b.snapshot(), {"t0": 1, "t1": 1, "t2": 1, "t3": 2})
+
+    root = parse(where.uri)
+    filesystem(root, where.options).rm(root.uri, recursive=True)
+    fresh = where.connect()
+    fresh.commit(ops("t9", 1))
+    assert a.snapshot().pins == fresh.snapshot().pins
+    assert a.snapshot().catalog_version == fresh.snapshot().catalog_version

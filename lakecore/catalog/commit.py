@@ -20,6 +20,7 @@ and the next writer rolls them back.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -183,6 +184,9 @@ class Catalog:
         self._local = threading.Lock()
         self._cache_lock = threading.Lock()
         self._pin_cache: dict[tuple[int, tuple[str, ...]], dict[str, int]] = {}
+        self._kept_lock = threading.Lock()
+        self._kept: tuple[int, LanceDataset] | None = None
+        """(process id, catalog handle) that ``_read`` brings up to date instead of reopening."""
 
     # -- reading ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -205,11 +209,28 @@ class Catalog:
                 raise StorageError(f"cannot create the lake catalog: {exc}") from exc
 
     def _read(self) -> tuple[int, dict[str, int]]:
-        try:
-            ds = lance.dataset(self.uri, storage_options=self.store.options)
-            return int(ds.version), self._pins(ds)
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"cannot read the lake catalog at {self.uri}: {exc}") from exc
+        """The latest catalog version and its pins.
+
+        A kept handle is brought up to date with ``checkout_latest`` (it looks for a newer
+        version as opening does: ~12 us when there is none, against ~170 us to open the
+        catalog, on local disk). It is read under a lock (checking out changes the handle), and
+        reopened in a forked child (Lance handles are not fork-safe) or after any error.
+        """
+        with self._kept_lock:
+            kept = self._kept
+            if kept is not None and kept[0] == os.getpid():
+                try:
+                    kept[1].checkout_latest()  # type: ignore[no-untyped-call]
+                    return int(kept[1].version), self._pins(kept[1])
+                except Exception:  # deleted, recreated, unreachable: open it afresh below
+                    self._kept = None
+            try:
+                ds = lance.dataset(self.uri, storage_options=self.store.options)
+                pins = self._pins(ds)
+            except (OSError, ValueError) as exc:
+                raise StorageError(f"cannot read the lake catalog at {self.uri}: {exc}") from exc
+            self._kept = (os.getpid(), ds)
+            return int(ds.version), pins
 
     def _pins(self, ds: LanceDataset) -> dict[str, int]:
         """The pins of one catalog version (a copy), read once per version.
@@ -220,7 +241,12 @@ class Catalog:
         """
         key = (
             int(ds.version),
-            tuple(f.path for fr in ds.get_fragments() for f in fr.data_files()),
+            # ``DataFile.path`` builds a class per call (a shim for the old method): 14 us
+            tuple(
+                getattr(f, "_path", None) or f.path
+                for fr in ds.get_fragments()
+                for f in fr.data_files()
+            ),
         )
         with self._cache_lock:
             pins = self._pin_cache.get(key)
