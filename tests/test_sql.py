@@ -504,6 +504,53 @@ def test_appends_extend_the_cached_table_deletes_rebuild_it(lake, small):
     engine.close()
 
 
+def test_kept_cursors_read_each_query_s_own_versions(lake, small):
+    """Cached lake tables are found through a cursor's search path, not a view over them, and
+    cursors are kept for the next queries: each query must still read its own snapshot's
+    versions (after appends, listings and direct scans through the same cursors, and a rebuild),
+    and a dropped version leaves nothing behind."""
+    engine = QueryEngine(lake, background=False)
+    queries = {
+        "records": "SELECT count(*) AS n FROM annotation_records",
+        "boxes": "SELECT count(*) AS n FROM boxes",
+        "joined": "SELECT count(*) AS n FROM annotation_records JOIN datums USING (datum_id)",
+    }
+
+    def check() -> None:
+        records = lake.table("annotation_records")
+        datums = set(lake.table("datums")["datum_id"].to_pylist())
+        truth = {
+            "records": records.num_rows,
+            "boxes": pc.sum(pc.is_valid(records["bbox"])).as_py(),
+            "joined": sum(d in datums for d in records["datum_id"].to_pylist()),
+        }
+        for _ in range(2):  # the second time through kept cursors
+            got = {k: engine.sql(q)["n"][0].as_py() for k, q in queries.items()}
+            assert got == truth
+
+    check()
+    populate_more(lake, small)  # appends: the cached tables are extended in place
+    check()
+    assert "annotation_records" in set(engine.sql("SHOW TABLES")["name"].to_pylist())
+    engine.sql("DESCRIBE annotation_records")  # scans Lance directly, through a kept cursor
+    check()
+    lake.annotations.delete(
+        lake.table("annotation_records", filter="label = 'dog'")["annotation_id"].to_pylist()
+    )
+    check()  # deletions: rebuilt, in a new schema
+    cursor = engine._database().cursor()
+    schemas = cursor.execute(
+        "SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'lc_cache' "
+        "AND schema_name <> 'main'"
+    ).fetchall()
+    memory = [e for e in engine.cache.info()["entries"] if e["source"] == "memory"]
+    assert any(e["table"].endswith('."annotation_records"') for e in memory)
+    assert sorted(f'lc_cache."{s}".' for (s,) in schemas) == sorted(
+        e["table"].rsplit(".", 1)[0] + "." for e in memory
+    )
+    engine.close()
+
+
 def test_without_cache_and_when_too_big_tables_are_scanned_directly(lake, small):
     for budget in (0, "1KB"):
         engine = QueryEngine(lake, memory_budget=budget, background=False, disk_cache=False)

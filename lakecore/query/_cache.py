@@ -26,6 +26,7 @@ or measured size exceeds the budget is never cached: it is always scanned direct
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -72,6 +73,10 @@ class Build:
         order_by: a quoted column the table is sorted by (zone maps make look-ups by it fast).
         meta: kept on the entry (the fragments of a table version).
         appended: tells whether the content only appends to a cached entry's.
+        name: the name queries give the content (a lake table's): the table is created with
+            that name, in a schema of its own, which a query's cursor puts on its search path
+            instead of creating a view over it (binding a view of the 27 record columns took
+            ~0.4 ms of a ~3 ms point look-up). None: an anonymous table that views select from.
     """
 
     key: Hashable
@@ -82,6 +87,7 @@ class Build:
     order_by: str | None = None
     meta: Any = None
     appended: Appended | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -98,6 +104,8 @@ class Entry:
     catalog: str = CACHE_CATALOG
     index: str | None = None
     """The quoted column the table has an ART index on."""
+    schema: str | None = None
+    """The schema of its own the table is in (named by ``Build.name``), or None: ``main``."""
 
     @property
     def on_disk(self) -> bool:
@@ -107,7 +115,14 @@ class Entry:
     @property
     def relation(self) -> str:
         """The qualified DuckDB name of the cached table."""
+        if self.schema is not None:
+            return f'{self.catalog}."{self.schema}"."{self.name}"'
         return f'{self.catalog}."{self.name}"'
+
+    @property
+    def search_path(self) -> str | None:
+        """The search-path entry that makes the table visible under its own name, or None."""
+        return None if self.schema is None else f"{self.catalog}.{self.schema}"
 
 
 class TableCache:
@@ -436,17 +451,21 @@ class TableCache:
         try:
             started = time.perf_counter()
             if base is None:
-                name, load, old_size = f"t{next(self._seq)}", build.load, 0
+                seq, load, old_size = next(self._seq), build.load, 0
+                schema = None if build.name is None else f"e{seq}"
+                name = build.name or f"t{seq}"
             else:
-                name, load, old_size = base[0].name, base[2], base[0].size
+                name, schema, load, old_size = base[0].name, base[0].schema, base[2], base[0].size
             source = load()
             bytes_hint = build.bytes_hint
             if isinstance(getattr(source, "nbytes", None), int):  # an Arrow table
                 bytes_hint = max(bytes_hint, source.nbytes)
             cur.register("__lakecore_source", source)
             before = self._memory(cur)
-            relation = f'{CACHE_CATALOG}."{name}"'
+            relation = Entry(key, name, build.group, 0, schema=schema).relation
             if base is None:
+                if schema is not None:
+                    cur.execute(f'CREATE SCHEMA {CACHE_CATALOG}."{schema}"').fetchall()
                 order = f" ORDER BY {build.order_by}" if build.order_by else ""
                 statement = f"CREATE TABLE {relation} AS SELECT * FROM __lakecore_source{order}"
             else:
@@ -454,7 +473,7 @@ class TableCache:
             cur.execute(statement).fetchall()
             if base is None and build.order_by:  # an ART index: look-ups by the key are
                 # O(log n) instead of a zone-map scan (1M records: 5.9 -> 2.7 ms, +12 MB)
-                index = f'CREATE INDEX "{name}_key" ON {relation} ({build.order_by})'
+                index = f'CREATE INDEX "{schema or name}_key" ON {relation} ({build.order_by})'
                 cur.execute(index).fetchall()
             cur.unregister("__lakecore_source")
             with self._lock:
@@ -474,7 +493,7 @@ class TableCache:
                 time.perf_counter() - started,
             )
             if size > self.budget:
-                cur.execute(f"DROP TABLE {relation}").fetchall()
+                _drop(cur, Entry(key, name, build.group, 0, schema=schema))
                 with self._lock:
                     self._too_big.add(key)
                 return None
@@ -482,12 +501,17 @@ class TableCache:
             if base is not None:  # the taken-over table is in an unknown state: drop it
                 with self._lock:
                     self._doomed.append(base[0])
+            elif schema is not None:  # what the failed build left (an interrupted cursor
+                with contextlib.suppress(Exception):  # may refuse: then it stays, empty)
+                    _drop(cur, Entry(key, name, build.group, 0, schema=schema))
             raise
         finally:
             with self._lock:
                 self._building = None
             cur.close()
-        entry = Entry(key, name, build.group, size, build.meta, refs=1 if lease else 0)
+        entry = Entry(
+            key, name, build.group, size, build.meta, refs=1 if lease else 0, schema=schema
+        )
         entry.index = build.order_by if base is None else base[0].index
         persist_now = False
         with self._lock:
@@ -534,7 +558,7 @@ class TableCache:
                 if e.on_disk:
                     cur.execute(f"DETACH DATABASE IF EXISTS {e.catalog}").fetchall()
                 else:
-                    cur.execute(f"DROP TABLE IF EXISTS {e.relation}").fetchall()
+                    _drop(cur, e)
             self._checkpoint(cur, patience=0.0)  # frees the memory when nothing is running
         finally:
             cur.close()
@@ -599,3 +623,10 @@ class TableCache:
             building.interrupt()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drop(cur: duckdb.DuckDBPyConnection, entry: Entry) -> None:
+    """Drop an in-memory entry's table (and its schema of its own)."""
+    cur.execute(f"DROP TABLE IF EXISTS {entry.relation}").fetchall()
+    if entry.schema is not None:
+        cur.execute(f'DROP SCHEMA IF EXISTS {entry.catalog}."{entry.schema}"').fetchall()

@@ -76,6 +76,10 @@ _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.I)
 _MAX_BINDS = 64
 _PARKED = 8
 """Cursors kept with their views for the next queries."""
+_ON_PATH = "search path"
+"""Signature tag of a name a cursor finds through its search path (a cached table)."""
+_PATH = "\x00search_path"
+"""Where a cursor's signatures keep its search path (no view has this name)."""
 _CLUSTER = {"annotation_records": "datum_id"}
 """Tables sorted by another column than their key when cached (records: by datum)."""
 _REF_PARTS = {
@@ -163,6 +167,8 @@ class QueryEngine:
         self._sync_rows = sync_rows
         self._background = background
         self._threads = threads
+        self._home = "memory.main"
+        """The schema of the engine's own database (where the macros are), once opened."""
         self._db: duckdb.DuckDBPyConnection | None = None
         self._cache: TableCache | None = None
         self._lock = threading.Lock()
@@ -204,6 +210,8 @@ class QueryEngine:
         db.execute(f"ATTACH ':memory:' AS {CACHE_CATALOG} (COMPRESS)")
         for macro in MACROS:
             db.execute(macro)
+        home = db.execute("SELECT current_database() || '.' || current_schema()").fetchone()
+        self._home = str(home[0]) if home else "memory.main"  # where the macros are
         if self._disk is not None:  # the lake's own disk-tier folder, nothing else
             db.execute("SET allowed_directories = $1", [[self._disk.allowed]])
         db.execute("SET enable_external_access = false")
@@ -291,6 +299,7 @@ class QueryEngine:
             tried: set[str] = set()
             for _ in range(_MAX_BINDS):
                 try:
+                    run.use_path()
                     result = _execute(run.cursor, text, _params(params), stream, batch_size)
                     break
                 except duckdb.CatalogException as exc:
@@ -615,6 +624,8 @@ class _Run:
         self.sync = sync
         self.plain = False  # register Lance datasets as they are (catalog listings)
         self.views: set[str] = set()
+        self.path: dict[str, str] = {}
+        """Names served by a cached table found through the search path -> its schema."""
         self.order: list[str] = []
         self.leases: list[Entry] = []
         self._closed = False
@@ -688,7 +699,7 @@ class _Run:
         sig = (sig, self.plain)
         if self.sigs.get(name) != sig:
             if self.sigs.pop(name, None) is not None:  # register() cannot replace a view
-                self.cursor.execute(f"DROP VIEW IF EXISTS {quote_ident(name)}").fetchall()
+                self.cursor.execute(f"DROP VIEW IF EXISTS temp.main.{quote_ident(name)}").fetchall()
             source = load()
             if self.plain:
                 self.cursor.register(name, source)
@@ -713,14 +724,37 @@ class _Run:
                     order_by=_cluster_key(name),
                     meta=described,
                     appended=lambda old: described.appended_to(old, ds),
+                    name=name,
                 ),
                 wait=self.sync,
             )
         if entry is None:
             self._direct(name, lambda: ds, ("table", name, snapshot.pins[name]))
-        else:
-            self.leases.append(entry)
+            return
+        self.leases.append(entry)
+        if entry.search_path is None:  # a disk-tier copy: a view over it
             self._view(name, f"SELECT * FROM {entry.relation}")
+            return
+        if self.sigs.get(name) != (_ON_PATH, entry.search_path):
+            if self.sigs.pop(name, None) is not None:  # a view of the name would hide it
+                self.cursor.execute(f"DROP VIEW IF EXISTS temp.main.{quote_ident(name)}").fetchall()
+            self.sigs[name] = (_ON_PATH, entry.search_path)
+        self.path[name] = entry.search_path
+        self.views.add(name)
+        self.use_path()  # now: views created next (derived ones) are bound against it
+
+    def use_path(self) -> None:
+        """Point the cursor's search path at the schemas of this run's cached tables (and only
+        those: a parked cursor's earlier path could show another version of a table), then at
+        the database's own schema (the macros)."""
+        schemas = sorted(set(self.path.values()))
+        want = ",".join([*schemas, self.engine._home]) if schemas else ""
+        if self.sigs.get(_PATH, "") != want:
+            if want:
+                self.cursor.execute(f"SET search_path = '{want}'").fetchall()
+            else:
+                self.cursor.execute("RESET search_path").fetchall()
+            self.sigs[_PATH] = want
 
     def _version(self, ref: DatasetRef, use_cache: bool) -> None:
         try:
