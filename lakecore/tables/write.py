@@ -147,8 +147,14 @@ def prewrite(store: TableStore, op: Append) -> None:
 
 def needs_reindex(ds: LanceDataset, store: TableStore, name: str) -> bool:
     """True when a table's indices miss enough rows to be worth refreshing: at least
-    ``REINDEX_ROWS`` and at least ``REINDEX_FRACTION`` of the rows they cover."""
-    for column, _ in store.specs[name].indices:
+    ``REINDEX_ROWS`` and at least ``REINDEX_FRACTION`` of the rows they cover.
+
+    A table of fewer rows than ``REINDEX_ROWS`` cannot miss that many: its indices' statistics
+    are not read (one read per index, 7 for the annotation records, on every commit)."""
+    indices = store.specs[name].indices
+    if not indices or ds.count_rows() < REINDEX_ROWS:
+        return False
+    for column, _ in indices:
         try:
             stats = ds.stats.index_stats(f"{column}_idx")
         except (KeyError, ValueError, OSError):
