@@ -258,8 +258,11 @@ def test_each_snapshot_reads_the_latest_catalog(where):
         assert snap.catalog_version > seen
         assert_consistent(snap, {f"t{j}": 1 for j in range(i + 1)})
         seen = snap.catalog_version
-    a.commit(ops("t3", 2))
+    a.commit(ops("t3", 2))  # a keeps what it wrote: the same pins a fresh read finds
+    assert a.snapshot().pins == where.connect().snapshot().pins
+    assert a.snapshot().catalog_version == b.snapshot().catalog_version
     assert_consistent(b.snapshot(), {"t0": 1, "t1": 1, "t2": 1, "t3": 2})
+    assert_consistent(a.snapshot(), {"t0": 1, "t1": 1, "t2": 1, "t3": 2})
 
     root = parse(where.uri)
     filesystem(root, where.options).rm(root.uri, recursive=True)
