@@ -185,9 +185,10 @@ class Catalog:
         self._local = threading.Lock()
         self._cache_lock = threading.Lock()
         self._pin_cache: dict[tuple[int, tuple[str, ...]], dict[str, int]] = {}
-        self._kept_lock = threading.Lock()
-        self._kept: tuple[int, LanceDataset] | None = None
-        """(process id, catalog handle) that ``_read`` brings up to date instead of reopening."""
+        self._kept = threading.local()
+        """Per thread: ``handle`` = (process id, catalog dataset) that ``_read`` brings up to
+        date instead of reopening (one per thread: reads never wait for each other, and a
+        forked child never meets a lock some other thread held)."""
 
     # -- reading ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -212,26 +213,25 @@ class Catalog:
     def _read(self) -> tuple[int, dict[str, int]]:
         """The latest catalog version and its pins.
 
-        A kept handle is brought up to date with ``checkout_latest`` (it looks for a newer
-        version as opening does: ~12 us when there is none, against ~170 us to open the
-        catalog, on local disk). It is read under a lock (checking out changes the handle), and
-        reopened in a forked child (Lance handles are not fork-safe) or after any error.
+        The thread's kept handle is brought up to date with ``checkout_latest`` (it looks for a
+        newer version as opening does: ~12 us when there is none, against ~170 us to open the
+        catalog, on local disk). It is opened afresh in a forked child (Lance handles are not
+        fork-safe) and after any error.
         """
-        with self._kept_lock:
-            kept = self._kept
-            if kept is not None and kept[0] == os.getpid():
-                try:
-                    kept[1].checkout_latest()  # type: ignore[no-untyped-call]
-                    return int(kept[1].version), self._pins(kept[1])
-                except Exception:  # deleted, recreated, unreachable: open it afresh below
-                    self._kept = None
+        kept: tuple[int, LanceDataset] | None = getattr(self._kept, "handle", None)
+        if kept is not None and kept[0] == os.getpid():
             try:
-                ds = lance.dataset(self.uri, storage_options=self.store.options)
-                pins = self._pins(ds)
-            except (OSError, ValueError) as exc:
-                raise StorageError(f"cannot read the lake catalog at {self.uri}: {exc}") from exc
-            self._kept = (os.getpid(), ds)
-            return int(ds.version), pins
+                kept[1].checkout_latest()  # type: ignore[no-untyped-call]
+                return int(kept[1].version), self._pins(kept[1])
+            except Exception:  # deleted, recreated, unreachable: open it afresh below
+                self._kept.handle = None
+        try:
+            ds = lance.dataset(self.uri, storage_options=self.store.options)
+            pins = self._pins(ds)
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"cannot read the lake catalog at {self.uri}: {exc}") from exc
+        self._kept.handle = (os.getpid(), ds)
+        return int(ds.version), pins
 
     def _pins(self, ds: LanceDataset, known: dict[str, int] | None = None) -> dict[str, int]:
         """The pins of one catalog version (a copy), read once per version.
@@ -504,6 +504,6 @@ class Catalog:
                 raise _Fenced(f"catalog swap lost to another writer ({exc})") from exc
             raise CommitError(f"cannot swap the lake catalog: {exc}") from exc
         # the next read finds this version without reading its pins back (~1.3 ms)
-        with contextlib.suppress(Exception), self._kept_lock:
+        with contextlib.suppress(Exception):
             self._pins(swapped, known=pins)
-            self._kept = (os.getpid(), swapped)
+            self._kept.handle = (os.getpid(), swapped)
