@@ -445,17 +445,21 @@ class TableCache:
             if base is not None:  # take the old table over: nobody reads it, nobody can now
                 del self._entries[base[0].key]
         self._drop_doomed()
+        if base is None:
+            seq = next(self._seq)
+            schema = None if build.name is None else f"e{seq}"
+            name = build.name or f"t{seq}"
+        else:
+            name, schema = base[0].name, base[0].schema
         cur = self._cursor()
         with self._lock:
             self._building = cur
         try:
             started = time.perf_counter()
             if base is None:
-                seq, load, old_size = next(self._seq), build.load, 0
-                schema = None if build.name is None else f"e{seq}"
-                name = build.name or f"t{seq}"
+                load, old_size = build.load, 0
             else:
-                name, schema, load, old_size = base[0].name, base[0].schema, base[2], base[0].size
+                load, old_size = base[2], base[0].size
             source = load()
             bytes_hint = build.bytes_hint
             if isinstance(getattr(source, "nbytes", None), int):  # an Arrow table
@@ -555,10 +559,13 @@ class TableCache:
         cur = self._cursor()
         try:
             for e in doomed:
-                if e.on_disk:
-                    cur.execute(f"DETACH DATABASE IF EXISTS {e.catalog}").fetchall()
-                else:
-                    _drop(cur, e)
+                try:
+                    if e.on_disk:
+                        cur.execute(f"DETACH DATABASE IF EXISTS {e.catalog}").fetchall()
+                    else:
+                        _drop(cur, e)
+                except Exception:  # the others are still dropped; this one costs memory only
+                    log.warning("lakecore SQL cache: cannot drop %s", e.relation, exc_info=True)
             self._checkpoint(cur, patience=0.0)  # frees the memory when nothing is running
         finally:
             cur.close()
