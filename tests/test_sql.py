@@ -532,22 +532,45 @@ def test_kept_cursors_read_each_query_s_own_versions(lake, small):
     populate_more(lake, small)  # appends: the cached tables are extended in place
     check()
     assert "annotation_records" in set(engine.sql("SHOW TABLES")["name"].to_pylist())
-    engine.sql("DESCRIBE annotation_records")  # scans Lance directly, through a kept cursor
+    for _ in range(2):  # scans Lance directly; the second time through a kept cursor
+        engine.sql("DESCRIBE annotation_records")
     check()
+    before = lake.table("annotation_records").num_rows
+    held = engine.sql_reader("SELECT * FROM annotation_records")  # keeps its version alive
     lake.annotations.delete(
         lake.table("annotation_records", filter="label = 'dog'")["annotation_id"].to_pylist()
     )
-    check()  # deletions: rebuilt, in a new schema
+    check()  # deletions: rebuilt in a new schema, while the old one is still in use
+    assert held.read_all().num_rows == before
     cursor = engine._database().cursor()
-    schemas = cursor.execute(
-        "SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'lc_cache' "
-        "AND schema_name <> 'main'"
-    ).fetchall()
-    memory = [e for e in engine.cache.info()["entries"] if e["source"] == "memory"]
-    assert any(e["table"].endswith('."annotation_records"') for e in memory)
-    assert sorted(f'lc_cache."{s}".' for (s,) in schemas) == sorted(
-        e["table"].rsplit(".", 1)[0] + "." for e in memory
-    )
+
+    def schemas() -> set[str]:
+        rows = cursor.execute(
+            "SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'lc_cache' "
+            "AND schema_name <> 'main'"
+        ).fetchall()
+        return {f'lc_cache."{s}"' for (s,) in rows}
+
+    memory = [e["table"] for e in engine.cache.info()["entries"] if e["source"] == "memory"]
+    assert any(t.endswith('."annotation_records"') for t in memory)
+    assert {t.rsplit(".", 1)[0] for t in memory} <= schemas()
+    del held  # its stream kept a transaction open
+    engine.cache.clear()  # every idle version is dropped, and its schema with it
+    assert schemas() == set()
+    engine.close()
+
+
+def test_a_kept_cursor_moves_from_a_direct_scan_to_the_cached_table(lake, small):
+    """A first query scans Lance (the table is cached in the background); the same query
+    afterwards, on the same kept cursor, reads the cached table, with the same rows."""
+    engine = QueryEngine(lake, background=True, sync_rows=0)
+    query = "SELECT label, count(*) AS n FROM annotation_records GROUP BY label ORDER BY label"
+    first = engine.sql(query)
+    assert not engine.cache.info()["entries"]
+    engine.cache.wait()
+    assert [e["key"][1] for e in engine.cache.info()["entries"]] == ["annotation_records"]
+    assert engine.sql(query).equals(first)
+    assert engine.sql("SELECT count(*) AS n FROM boxes")["n"][0].as_py() == 32
     engine.close()
 
 
