@@ -570,7 +570,8 @@ def test_a_kept_cursor_moves_from_a_direct_scan_to_the_cached_table(lake, small)
     engine.cache.wait()
     assert [e["key"][1] for e in engine.cache.info()["entries"]] == ["annotation_records"]
     assert engine.sql(query).equals(first)
-    assert engine.sql("SELECT count(*) AS n FROM boxes")["n"][0].as_py() == 32
+    boxes = pc.sum(pc.is_valid(lake.table("annotation_records")["bbox"])).as_py()
+    assert engine.sql("SELECT count(*) AS n FROM boxes")["n"][0].as_py() == boxes
     engine.close()
 
 
