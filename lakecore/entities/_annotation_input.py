@@ -63,7 +63,8 @@ def records_table(records: Records, aset: AnnotationSet, *, ids: bool = True) ->
         records = pa.table(records)  # polars / pandas >= 2.2 / DuckDB results, zero-copy
     if not isinstance(records, pa.Table):
         records = _from_models(records, aset)
-    return _fill_visibility(_normalize(records, aset, ids))
+    table = _fill_visibility(_normalize(records, aset))
+    return with_ids(table) if ids else table
 
 
 def with_ids(table: pa.Table) -> pa.Table:
@@ -98,7 +99,7 @@ def _from_models(records: Iterable[Any], aset: AnnotationSet) -> pa.Table:
     return to_arrow(models, AnnotationRecord)
 
 
-def _normalize(data: pa.Table, aset: AnnotationSet, ids: bool) -> pa.Table:
+def _normalize(data: pa.Table, aset: AnnotationSet) -> pa.Table:
     unknown = [c for c in data.column_names if c not in RECORD_SCHEMA.names]
     if unknown:
         raise SchemaError(
@@ -124,7 +125,7 @@ def _normalize(data: pa.Table, aset: AnnotationSet, ids: bool) -> pa.Table:
     for field in RECORD_SCHEMA:
         name = field.name
         if name == "annotation_id":
-            cols.append(new_ids("ann", n) if ids else _nulls(n, pa.string()))
+            cols.append(_nulls(n, pa.string()))  # made by ``with_ids``
         elif name == "created_at":
             cols.append(now_array(n))
         elif name == "set_id":

@@ -451,6 +451,7 @@ class TableCache:
             name = build.name or f"t{seq}"
         else:
             name, schema = base[0].name, base[0].schema
+        draft = Entry(key, name, build.group, 0, schema=schema)  # where the table goes
         cur = self._cursor()
         with self._lock:
             self._building = cur
@@ -466,7 +467,7 @@ class TableCache:
                 bytes_hint = max(bytes_hint, source.nbytes)
             cur.register("__lakecore_source", source)
             before = self._memory(cur)
-            relation = Entry(key, name, build.group, 0, schema=schema).relation
+            relation = draft.relation
             if base is None:
                 if schema is not None:
                     cur.execute(f'CREATE SCHEMA {CACHE_CATALOG}."{schema}"').fetchall()
@@ -497,7 +498,7 @@ class TableCache:
                 time.perf_counter() - started,
             )
             if size > self.budget:
-                _drop(cur, Entry(key, name, build.group, 0, schema=schema))
+                _drop(cur, draft)
                 with self._lock:
                     self._too_big.add(key)
                 return None
@@ -507,7 +508,7 @@ class TableCache:
                     self._doomed.append(base[0])
             elif schema is not None:  # what the failed build left (an interrupted cursor
                 with contextlib.suppress(Exception):  # may refuse: then it stays, empty)
-                    _drop(cur, Entry(key, name, build.group, 0, schema=schema))
+                    _drop(cur, draft)
             raise
         finally:
             with self._lock:

@@ -694,12 +694,17 @@ class _Run:
             self.sigs[name] = select
         self.views.add(name)
 
+    def _forget(self, name: str) -> None:
+        """Drop what the cursor has under ``name`` (a view or a registration), if anything.
+        Qualified: unqualified, DROP VIEW would find a cached table on the search path."""
+        if self.sigs.pop(name, None) is not None:
+            self.cursor.execute(f"DROP VIEW IF EXISTS temp.main.{quote_ident(name)}").fetchall()
+
     def _direct(self, name: str, load: Callable[[], Any], sig: Hashable) -> None:
         """Register a Lance dataset or Arrow table as ``name`` (scanned, never cached)."""
         sig = (sig, self.plain)
         if self.sigs.get(name) != sig:
-            if self.sigs.pop(name, None) is not None:  # register() cannot replace a view
-                self.cursor.execute(f"DROP VIEW IF EXISTS temp.main.{quote_ident(name)}").fetchall()
+            self._forget(name)  # register() cannot replace a view
             source = load()
             if self.plain:
                 self.cursor.register(name, source)
@@ -736,8 +741,7 @@ class _Run:
             self._view(name, f"SELECT * FROM {entry.relation}")
             return
         if self.sigs.get(name) != (_ON_PATH, entry.search_path):
-            if self.sigs.pop(name, None) is not None:  # a view of the name would hide it
-                self.cursor.execute(f"DROP VIEW IF EXISTS temp.main.{quote_ident(name)}").fetchall()
+            self._forget(name)  # a view of the name would hide the table
             self.sigs[name] = (_ON_PATH, entry.search_path)
         self.path[name] = entry.search_path
         self.views.add(name)
