@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 import lakecore
+from lakecore.storage.payloads import new_table_schema
 from lakecore.tables import entity_specs
 
 ANCHOR_ASSET_S = 0.0085  # measured per asset (4 KiB payload), reference/anchor-live-run.md
@@ -121,12 +122,12 @@ def _ingest_once(size: int, per: int, payload: int) -> tuple[float, float, float
             .scanner(columns=["sha256", "size"])
             .to_table()
         )
-        # The blob marker must be on the table's own schema: ``write_dataset`` ignores the
-        # field metadata of a ``schema=`` argument given with a Table (the column was then
-        # written as plain large_binary, about half the work of the blob column lakecore writes)
+        # The blob field, with its marker and layout (what lakecore's payload table is made
+        # with), must be on the table's own schema: ``write_dataset`` ignores the field
+        # metadata of a ``schema=`` argument given with a Table (the column was then written
+        # as plain large_binary, about half the work of the blob column lakecore writes)
         payload_table = blob_rows.append_column(
-            pa.field("data", pa.large_binary(), metadata={"lance-encoding:blob": "true"}),
-            pa.array(blobs, pa.large_binary()),
+            new_table_schema().field("data"), pa.array(blobs, pa.large_binary())
         )
         r0 = time.perf_counter()
         lance.write_dataset(payload_table, str(work / "raw-blobs.lance"))

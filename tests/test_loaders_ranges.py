@@ -16,9 +16,19 @@ from lakecore.loaders import to_torch  # noqa: E402
 from lakecore.loaders._plan import Locations  # noqa: E402
 from lakecore.storage import payloads as payloads_module  # noqa: E402
 
-# inline in the data file (small), packed in a shared sidecar file (~100 KB), a sidecar file
-# of its own (9 MB), and an empty payload
+# an empty payload, small ones, ones in a shared sidecar file either way (~100 KB) and one in a
+# sidecar file of its own (9 MB)
 SIZES = [0, 1, 4096, 4097, 100_000, 100_003, 9 << 20]
+
+LAYOUTS = pytest.mark.parametrize(
+    "inline_max",
+    [
+        pytest.param(payloads_module.INLINE_MAX, id="new-lake"),
+        # Lance's default, what lakes made before INLINE_MAX have: small payloads inline in
+        # the data file
+        pytest.param(64 * 1024, id="inline-below-64KiB"),
+    ],
+)
 
 
 def _blobs() -> list[bytes]:
@@ -47,7 +57,9 @@ def _no_lance_blob_reads(monkeypatch):
     monkeypatch.setattr(lance.LanceDataset, "read_blobs", refuse)
 
 
-def test_every_blob_kind_is_read_as_a_byte_range(where, monkeypatch):
+@LAYOUTS
+def test_every_blob_kind_is_read_as_a_byte_range(where, monkeypatch, inline_max):
+    monkeypatch.setattr(payloads_module, "INLINE_MAX", inline_max)
     lake = where.connect()
     blobs = _blobs()
     version, expected = _version(lake, blobs)
@@ -55,6 +67,8 @@ def test_every_blob_kind_is_read_as_a_byte_range(where, monkeypatch):
     locs: Locations = ds.plan.locations["data"]
     assert (locs.rowid >= 0).all() and (locs.file >= 0).all()
     assert all(f.startswith("s3://") == (where.kind == "s3") for f in locs.files)
+    in_sidecar = np.array([locs.files[f].endswith(".blob") for f in locs.file])
+    assert (in_sidecar == (locs.size > inline_max)).all()
     as_uint8 = to_torch(version, roles="data", decode="uint8", annotations=False)
     _no_lance_blob_reads(monkeypatch)  # plans check the layout with Lance, reads never do
     assert _by_id(ds) == expected
@@ -62,9 +76,11 @@ def test_every_blob_kind_is_read_as_a_byte_range(where, monkeypatch):
     assert bytes(one["data"].numpy()) == expected[one["datum_id"]]
 
 
-def test_unusable_ranges_fall_back_to_reads_by_row_id(tmp_path, monkeypatch):
+@LAYOUTS
+def test_unusable_ranges_fall_back_to_reads_by_row_id(tmp_path, monkeypatch, inline_max):
     import lakecore
 
+    monkeypatch.setattr(payloads_module, "INLINE_MAX", inline_max)
     lake = lakecore.connect(tmp_path / "lake")
     blobs = _blobs()
     version, expected = _version(lake, blobs)
@@ -74,7 +90,8 @@ def test_unusable_ranges_fall_back_to_reads_by_row_id(tmp_path, monkeypatch):
     ds = to_torch(version, roles="data", decode=False, annotations=False)
     locs = ds.plan.locations["data"]
     assert (locs.rowid >= 0).all()
-    sidecar = locs.size > 64 * 1024
+    sidecar = locs.size > inline_max
+    assert sidecar.sum() >= 2  # both layouts put some payloads in sidecar files
     assert (locs.file[sidecar] == -1).all() and (locs.file[~sidecar] >= 0).all()
     assert {s["datum_id"]: s["data"] for s in ds} == expected
     # files gone since the plan (e.g. old versions cleaned up): read by row id instead
