@@ -560,6 +560,31 @@ def test_kept_cursors_read_each_query_s_own_versions(lake, small):
     engine.close()
 
 
+def test_an_open_result_stream_does_not_hold_up_background_builds(lake, small):
+    """A result stream keeps its DuckDB transaction open, so the cache cannot compress
+    meanwhile: background builds still land at once (compressed later), and the compression
+    runs once the stream is done."""
+    import time
+
+    engine = QueryEngine(lake, background=True, sync_rows=0)
+    engine.sql("SELECT count(*) FROM datums")
+    engine.cache.wait()
+    held = engine.sql_reader("SELECT * FROM datums")  # open until read to the end or dropped
+    started = time.monotonic()
+    for table in ("annotation_records", "assets"):  # two builds, one after the other
+        engine.sql(f"SELECT count(*) FROM {table}")
+        while not any(e["key"][1] == table for e in engine.cache.info()["entries"]):
+            assert time.monotonic() - started < 10, f"{table} was not cached within 10 s"
+            time.sleep(0.02)
+    assert engine.cache._uncompressed  # nothing could compress yet
+    assert held.read_all().num_rows == lake.table("datums").num_rows
+    del held
+    engine.cache.wait(timeout=30)
+    assert not engine.cache._uncompressed
+    assert time.monotonic() - started < 10
+    engine.close()
+
+
 def test_a_kept_cursor_moves_from_a_direct_scan_to_the_cached_table(lake, small):
     """A first query scans Lance (the table is cached in the background); the same query
     afterwards, on the same kept cursor, reads the cached table, with the same rows."""

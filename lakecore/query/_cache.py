@@ -164,6 +164,7 @@ class TableCache:
         self._lock = threading.RLock()
         self._build = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._compressor: ThreadPoolExecutor | None = None
         self._seq = itertools.count(1)
         self._closed = False
         self._building: duckdb.DuckDBPyConnection | None = None
@@ -362,7 +363,7 @@ class TableCache:
             with self._build:
                 self._build_locked(build, lease=False)
             if self._uncompressed:
-                self._deferred_checkpoint()
+                self._schedule_checkpoint()
         except Exception:  # a failed build only costs speed: queries keep scanning directly
             if not self._closed:
                 log.warning("lakecore SQL cache: building %r failed", build.key, exc_info=True)
@@ -400,22 +401,29 @@ class TableCache:
                 pause = min(pause * 2, 0.25)
 
     def _deferred_checkpoint(self) -> None:
-        with self._build:
-            with self._lock:
-                if not self._uncompressed:
-                    return
-            cur = self._cursor()
-            try:
-                self._checkpoint(cur, patience=60.0)
-            finally:
-                cur.close()
+        """Wait (up to a minute) for a moment to compress, without the build lock: builds go
+        on meanwhile (a checkpoint and a build at once only make the checkpoint try again)."""
+        with self._lock:
+            if not self._uncompressed:
+                return
+        cur = self._cursor()
+        try:
+            self._checkpoint(cur, patience=60.0)
+        finally:
+            cur.close()
 
     def _schedule_checkpoint(self) -> None:
+        """Compress on a thread of its own: an open result stream can hold the checkpoint off
+        for as long as it is read, and the builder must not wait for it."""
         with self._lock:
             if self._closed or self._checkpoint_queued:
                 return
             self._checkpoint_queued = True
-            executor = self._executor()
+            if self._compressor is None:
+                self._compressor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="lakecore-sql-compress"
+                )
+            executor = self._compressor
 
         def job() -> None:
             with self._lock:
@@ -483,9 +491,9 @@ class TableCache:
             cur.unregister("__lakecore_source")
             with self._lock:
                 self._uncompressed = True
-            # a background build waits for a quiet moment to compress; a query's own build does
-            # not make the query wait: the background worker compresses later
-            compressed = self._checkpoint(cur, patience=0.0 if lease else 30.0)
+            # compress now if nothing else runs; otherwise the compression thread waits for a
+            # quiet moment (neither the query nor the next build waits for it)
+            compressed = self._checkpoint(cur, patience=0.0)
             delta = self._memory(cur) - before
             size = old_size + (delta if delta > 0 else max(bytes_hint, 1))
             log.debug(
@@ -625,12 +633,14 @@ class TableCache:
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
+            compressor, self._compressor = self._compressor, None
             building = self._building
             self._deferred.clear()
         if building is not None:  # do not wait minutes for a large build nobody will use
             building.interrupt()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for executor in (pool, compressor):  # a waiting checkpoint sees ``_closed`` and stops
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _drop(cur: duckdb.DuckDBPyConnection, entry: Entry) -> None:
