@@ -20,15 +20,15 @@ from lakecore.storage import payloads as payloads_module  # noqa: E402
 # sidecar file of its own (9 MB)
 SIZES = [0, 1, 4096, 4097, 100_000, 100_003, 9 << 20]
 
-LAYOUTS = pytest.mark.parametrize(
-    "inline_max",
-    [
-        pytest.param(payloads_module.INLINE_MAX, id="new-lake"),
-        # Lance's default, what lakes made before INLINE_MAX have: small payloads inline in
-        # the data file
-        pytest.param(64 * 1024, id="inline-below-64KiB"),
-    ],
-)
+
+@pytest.fixture(params=["new-lake", "old-lake"])
+def inline_max(request, monkeypatch):
+    """The largest payload a lake keeps inline in its data files. Lakes made before
+    ``INLINE_MAX`` have no threshold in their schema: Lance's default, 64 KiB."""
+    if request.param == "new-lake":
+        return payloads_module.INLINE_MAX
+    monkeypatch.setattr(payloads_module, "new_table_schema", lambda: payloads_module.BLOB_SCHEMA)
+    return 64 * 1024
 
 
 def _blobs() -> list[bytes]:
@@ -57,9 +57,7 @@ def _no_lance_blob_reads(monkeypatch):
     monkeypatch.setattr(lance.LanceDataset, "read_blobs", refuse)
 
 
-@LAYOUTS
 def test_every_blob_kind_is_read_as_a_byte_range(where, monkeypatch, inline_max):
-    monkeypatch.setattr(payloads_module, "INLINE_MAX", inline_max)
     lake = where.connect()
     blobs = _blobs()
     version, expected = _version(lake, blobs)
@@ -76,11 +74,9 @@ def test_every_blob_kind_is_read_as_a_byte_range(where, monkeypatch, inline_max)
     assert bytes(one["data"].numpy()) == expected[one["datum_id"]]
 
 
-@LAYOUTS
 def test_unusable_ranges_fall_back_to_reads_by_row_id(tmp_path, monkeypatch, inline_max):
     import lakecore
 
-    monkeypatch.setattr(payloads_module, "INLINE_MAX", inline_max)
     lake = lakecore.connect(tmp_path / "lake")
     blobs = _blobs()
     version, expected = _version(lake, blobs)

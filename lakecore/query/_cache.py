@@ -381,34 +381,43 @@ class TableCache:
         ).fetchall()
         return int(rows[0][0] or 0) if rows else 0
 
-    def _checkpoint(self, cur: duckdb.DuckDBPyConnection, patience: float) -> bool:
-        """Compress new tables (and free dropped ones): DuckDB compresses in-memory tables at a
-        checkpoint, which needs a moment without open queries. True once it ran."""
+    def _checkpoint(self, cur: duckdb.DuckDBPyConnection) -> bool:
+        """Compress new tables (and free dropped ones) if nothing else is running: DuckDB
+        compresses in-memory tables at a checkpoint, which needs a moment without open
+        transactions. True once it ran (call with the build lock held)."""
         import duckdb
 
-        deadline = time.monotonic() + patience
-        pause = 0.01
-        while True:
-            try:
-                cur.execute(f"CHECKPOINT {CACHE_CATALOG}").fetchall()
-                with self._lock:
-                    self._uncompressed = False
-                return True
-            except duckdb.TransactionException:
-                if time.monotonic() >= deadline or self._closed:
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, 0.25)
+        try:
+            cur.execute(f"CHECKPOINT {CACHE_CATALOG}").fetchall()
+        except duckdb.TransactionException:
+            return False
+        with self._lock:
+            self._uncompressed = False
+        return True
 
     def _deferred_checkpoint(self) -> None:
-        """Wait (up to a minute) for a moment to compress, without the build lock: builds go
-        on meanwhile (a checkpoint and a build at once only make the checkpoint try again)."""
-        with self._lock:
-            if not self._uncompressed:
-                return
+        """Wait (up to a minute) for a moment to compress. Each try holds the build lock
+        (DuckDB makes writers wait for a running checkpoint, and a build measures the memory
+        its table takes), the waiting between tries does not: a build or a query's drop goes
+        ahead, and the next try comes after it."""
+        deadline = time.monotonic() + 60.0
+        pause = 0.01
         cur = self._cursor()
         try:
-            self._checkpoint(cur, patience=60.0)
+            while True:
+                with self._lock:
+                    if not self._uncompressed or self._closed:
+                        return
+                if self._build.acquire(blocking=False):
+                    try:
+                        if self._checkpoint(cur):
+                            return
+                    finally:
+                        self._build.release()
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
         finally:
             cur.close()
 
@@ -433,7 +442,11 @@ class TableCache:
             except Exception:  # compression only saves memory and time
                 log.warning("lakecore SQL cache: checkpoint failed", exc_info=True)
 
-        self._track(executor.submit(job))
+        try:
+            self._track(executor.submit(job))
+        except RuntimeError:  # closed meanwhile, or the interpreter is exiting: no compression
+            with self._lock:
+                self._checkpoint_queued = False
 
     def _build_locked(self, build: Build, *, lease: bool) -> Entry | None:
         """Build (or extend) the table of ``build`` (the build lock is held)."""
@@ -493,7 +506,7 @@ class TableCache:
                 self._uncompressed = True
             # compress now if nothing else runs; otherwise the compression thread waits for a
             # quiet moment (neither the query nor the next build waits for it)
-            compressed = self._checkpoint(cur, patience=0.0)
+            compressed = self._checkpoint(cur)
             delta = self._memory(cur) - before
             size = old_size + (delta if delta > 0 else max(bytes_hint, 1))
             log.debug(
@@ -575,7 +588,7 @@ class TableCache:
                         _drop(cur, e)
                 except Exception:  # the others are still dropped; this one costs memory only
                     log.warning("lakecore SQL cache: cannot drop %s", e.relation, exc_info=True)
-            self._checkpoint(cur, patience=0.0)  # frees the memory when nothing is running
+            self._checkpoint(cur)  # frees the memory when nothing is running
         finally:
             cur.close()
 
