@@ -212,8 +212,9 @@ class _SharedZeros:
     """Zero-filled buffers for one batch, all slices of one allocation.
 
     Arrow buffers are immutable, so every absent column of a batch can read the same zero
-    bytes: the dozen absent columns of 1M boxes make one allocation (20 bytes a row) instead of a dozen
-    (a reused allocation is zeroed byte by byte: ~20 ms per 1M-record batch, measured).
+    bytes: the dozen absent columns of 1M boxes make one allocation (20 bytes a row) instead
+    of a dozen (a reused allocation is zeroed byte by byte: ~20 ms per 1M-record batch,
+    measured).
     """
 
     def __init__(self, least: int) -> None:
