@@ -69,7 +69,7 @@ PART_BYTES = 8 * 1024 * 1024
 
 INLINE_MAX = 0
 """New payload tables keep no payload inline in their data files: Lance packs every non-empty
-blob into a sidecar file per fragment. Writing 10k x 4 KiB through four writers took 61-76 ms
+blob into its fragment's sidecar files. Writing 10k x 4 KiB through four writers took 61-76 ms
 packed against 85-182 ms inline (Lance's default keeps blobs up to 64 KiB inline; 2 vCPUs,
 measured); reads by row id and by byte range work the same on both."""
 _INLINE_KEY = b"lance-encoding:blob-inline-size-threshold"
