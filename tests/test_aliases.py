@@ -157,6 +157,31 @@ def test_vectorized_alias_check_every_code_point():
         assert ok != hit, repr(v)
 
 
+@pytest.mark.parametrize("racing_target", ["other asset", "same asset"])
+def test_an_alias_set_between_the_check_and_the_commit_is_seen(where, monkeypatch, racing_target):
+    """``set`` checks before it takes the lease and reuses that check when nothing moved
+    since; here another writer sets the same alias in between: the commit checks again."""
+    lake, other = where.connect(), where.connect()
+    a, b = lake.assets.add_many([b"a", b"b"], kind="blob")["asset_id"].to_pylist()
+    theirs = b if racing_target == "other asset" else a
+    commit = lake.commit
+
+    def racing(*args, **kwargs):
+        other.aliases.set("cams/front", theirs)  # lands after set()'s own check
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(lake, "commit", racing)
+    if theirs == b:
+        with pytest.raises(AliasAlreadyExistsError):
+            lake.aliases.set("cams/front", a)
+    else:
+        assert lake.aliases.set("cams/front", a).asset_id == a  # already so: idempotent
+    monkeypatch.undo()
+    assert lake.aliases.resolve("cams/front") == theirs
+    assert lake.aliases.table().num_rows == 1
+    assert lake.aliases.history("cams/front")["action"].to_pylist() == ["set"]
+
+
 def test_concurrent_writers_keep_one_target_per_alias(where, tmp_path):
     lake = where.connect()
     writers, rounds = 4, (2 if where.kind == "local" else 1)
