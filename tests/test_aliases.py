@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
+from lakecore.entities import aliases as aliases_module
 from lakecore.entities._checks import SPACE_OR_CONTROL
 from lakecore.entities.aliases import Aliases, check_aliases
 from lakecore.entities.assets import Assets
@@ -170,15 +171,27 @@ def test_an_alias_set_between_the_check_and_the_commit_is_seen(where, monkeypatc
         other.aliases.set("cams/front", theirs)  # lands after set()'s own check
         return commit(*args, **kwargs)
 
+    checks = []
+    real_changes = aliases_module.alias_changes
+
+    def counted(*args, **kwargs):
+        checks.append(1)
+        return real_changes(*args, **kwargs)
+
+    monkeypatch.setattr(aliases_module, "alias_changes", counted)
+    lake.aliases.set("cams/back", b)  # nothing moved: the check before the lease is reused
+    assert len(checks) == 1
     monkeypatch.setattr(lake, "commit", racing)
     if theirs == b:
         with pytest.raises(AliasAlreadyExistsError):
             lake.aliases.set("cams/front", a)
     else:
         assert lake.aliases.set("cams/front", a).asset_id == a  # already so: idempotent
+    # the other writer's set: one check; this one: its own, then again under the lease
+    assert len(checks) == 1 + 1 + 2
     monkeypatch.undo()
     assert lake.aliases.resolve("cams/front") == theirs
-    assert lake.aliases.table().num_rows == 1
+    assert lake.aliases.table().num_rows == 2
     assert lake.aliases.history("cams/front")["action"].to_pylist() == ["set"]
 
 

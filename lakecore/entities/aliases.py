@@ -1,8 +1,10 @@
 """Aliases: human-readable names pointing at assets, with an append-only history.
 
-The ``aliases`` table is keyed by ``alias`` and written with ``Upsert``; every uniqueness check
-runs inside the commit's ``build`` (under the writer lease, against the snapshot the transaction
-is based on, and again on retry), so concurrent writers can never give one alias two targets.
+The ``aliases`` table is keyed by ``alias``: new aliases are appended, moved ones written with
+``Upsert``. Every uniqueness check holds for the snapshot the commit is fenced on: it runs inside
+the commit's ``build`` (under the writer lease, and again on retry), or ran just before the
+commit and is reused by the first ``build`` only while the ``aliases`` and ``assets`` pins have
+not moved. So concurrent writers can never give one alias two targets.
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ def alias_changes(
 
     Aliases already on the same asset are left alone (idempotent). Returns the ops and the
     resulting alias rows of the whole batch. Run it inside ``build``, or reuse ops made
-    outside it only while the ``aliases`` and ``assets`` pins have not moved: new aliases are
-    appended, on the promise that the snapshot the commit is fenced on has none of them.
+    outside it in the first ``build`` only (before any attempt has prepared them), and only
+    while the ``aliases`` and ``assets`` pins have not moved: new aliases are appended, on the
+    promise that the snapshot the commit is fenced on has none of them.
 
     Raises:
         AliasAlreadyExistsError: an alias points at another asset and ``repoint`` is False.
