@@ -164,7 +164,8 @@ class Collections:
             )
             out["rows"] = rows = _items(cid, ids, split, by)
             # items already in the collection are replaced (a merge by key); when none is, an
-            # append does (the snapshot the commit is fenced on has none of them), ~10 ms less
+            # append does (the snapshot the commit is fenced on has none of them): ~3 ms less
+            # per add, the look-up included (measured, 140k items)
             held = rows_where(snap, "collection_items", "item_id", rows["item_id"], ["item_id"])
             write = Upsert if held.num_rows else Append
             return [write("collection_items", rows)]
