@@ -250,11 +250,15 @@ class Catalog:
                 for f in fr.data_files()
             ),
         )
-        with self._cache_lock:
-            pins = self._pin_cache.get(key) if known is None else dict(known)
-        if pins is None:
+        if known is None:
+            with self._cache_lock:
+                cached = self._pin_cache.get(key)
+            if cached is not None:
+                return dict(cached)
             rows = ds.to_table()
             pins = dict(zip(rows["table"].to_pylist(), rows["version"].to_pylist(), strict=True))
+        else:
+            pins = dict(known)
         with self._cache_lock:
             self._pin_cache[key] = pins
             while len(self._pin_cache) > _PIN_CACHE:

@@ -469,19 +469,15 @@ class TableCache:
         if base is None:
             seq = next(self._seq)
             schema = None if build.name is None else f"e{seq}"
-            name = build.name or f"t{seq}"
+            name, load, old_size = build.name or f"t{seq}", build.load, 0
         else:
-            name, schema = base[0].name, base[0].schema
+            name, schema, load, old_size = base[0].name, base[0].schema, base[2], base[0].size
         draft = Entry(key, name, build.group, 0, schema=schema)  # where the table goes
         cur = self._cursor()
         with self._lock:
             self._building = cur
         try:
             started = time.perf_counter()
-            if base is None:
-                load, old_size = build.load, 0
-            else:
-                load, old_size = base[2], base[0].size
             source = load()
             bytes_hint = build.bytes_hint
             if isinstance(getattr(source, "nbytes", None), int):  # an Arrow table
