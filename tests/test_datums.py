@@ -198,3 +198,75 @@ def test_batch_with_one_bad_row_is_rejected_whole(seeded, data):
     assert (err.value.details["row"], err.value.details["field"]) == (bad, field), err.value
     assert f"row {bad}" in str(err.value)
     assert lake.snapshot().pins == pins
+
+
+@given(data=st.data())
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_a_batch_written_ahead_is_still_rejected_whole(seeded, monkeypatch, data):
+    """Large batches write their data files while they are checked against the lake: a bad
+    row still leaves the lake as it was, and no writer thread is left behind."""
+    import threading
+
+    from lakecore.entities import datums
+
+    monkeypatch.setattr(datums, "WRITE_AHEAD_ROWS", 1)  # every batch takes that path
+    lake, ids = seeded
+    rows, bad, field = data.draw(batch_with_one_bad_row(ids))
+    pins = lake.snapshot().pins
+    with pytest.raises(ValidationError) as err:
+        Datums(lake).add_many(rows)
+    assert (err.value.details["row"], err.value.details["field"]) == (bad, field), err.value
+    assert lake.snapshot().pins == pins
+    assert not [t for t in threading.enumerate() if t.name.startswith("lakecore-write-ahead")]
+    written = Datums(lake).add_many([{"assets": {"image": ids[1]}}, {"assets": {"image": ids[2]}}])
+    stored = lake.snapshot().to_table("datums", columns=["datum_id"])["datum_id"].to_pylist()
+    assert set(written["datum_id"].to_pylist()) <= set(stored)
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["small batch", "written ahead"])
+@pytest.mark.parametrize("race", ["asset deleted", "datum id taken"])
+def test_a_change_between_the_check_and_the_commit_is_seen(where, monkeypatch, ahead, race):
+    """``add_many`` checks its batch before it takes the lease and reuses that check when the
+    datums and assets tables have not moved since; here another writer changes one of them in
+    between: the commit checks again and refuses the batch, and nothing is written."""
+    from lakecore.entities import datums
+
+    if ahead:
+        monkeypatch.setattr(datums, "WRITE_AHEAD_ROWS", 1)
+    lake, other = where.connect(), where.connect()
+    keep, doomed = lake.assets.add_many([b"keep", b"doomed"], kind="blob")["asset_id"].to_pylist()
+    checks: list[int] = []
+    real_check = datums._check_snapshot
+
+    def counted(*args, **kwargs):
+        checks.append(1)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(datums, "_check_snapshot", counted)
+    lake.datums.add_many([{"assets": {"image": keep}}])  # nothing moved: one check
+    assert len(checks) == 1
+    commit = lake.commit
+
+    def racing(*args, **kwargs):
+        if race == "asset deleted":
+            other.assets.delete([doomed])
+        else:
+            other.datums.add_many([{"datum_id": "datum_raced", "assets": {"image": keep}}])
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(lake, "commit", racing)
+    rows = [{"assets": {"image": doomed}}, {"assets": {"image": keep}}]
+    if race == "datum id taken":
+        rows[0] = {"datum_id": "datum_raced", "assets": {"image": keep}}
+    before = lake.snapshot().to_table("datums").num_rows
+    with pytest.raises(ValidationError) as err:
+        lake.datums.add_many(rows)
+    assert err.value.details["row"] == 0
+    assert len(checks) == 1 + 2 + (1 if race == "datum id taken" else 0)
+    monkeypatch.undo()
+    after = lake.snapshot().to_table("datums")
+    assert after.num_rows == before + (1 if race == "datum id taken" else 0)

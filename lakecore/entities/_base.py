@@ -18,7 +18,21 @@ if TYPE_CHECKING:
     from lakecore.storage import PayloadStore
     from lakecore.tables.write import Op
 
-__all__ = ["LakeCore", "in_filter", "new_ids", "now_array", "quote", "rows_where"]
+__all__ = [
+    "WRITE_AHEAD_ROWS",
+    "LakeCore",
+    "in_filter",
+    "new_ids",
+    "now_array",
+    "quote",
+    "rows_where",
+]
+
+WRITE_AHEAD_ROWS = 4096
+"""Batches of at least this many rows (annotation records, datums) get their data files written
+on a second thread while they are checked against the lake (50k boxes: ~25 ms of writing
+overlaps ~25 ms of checks). If a check fails the files are never committed; Lance's clean-up
+removes them (lake.gc after the grace period)."""
 
 
 class LakeCore(Protocol):

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pydantic
 
 from lakecore.entities._annotation_input import Records, records_table, with_ids
-from lakecore.entities._base import LakeCore, in_filter, quote, rows_where
+from lakecore.entities._base import WRITE_AHEAD_ROWS, LakeCore, in_filter, quote, rows_where
 from lakecore.entities._codes import Codes
 from lakecore.entities._references import check_references
 from lakecore.entities._schema_rules import check_schema
@@ -40,11 +40,6 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 
 RECORDS, SETS, SCHEMAS = "annotation_records", "annotation_sets", "annotation_schemas"
 _REFERENCED = (SETS, SCHEMAS, "assets", "datums")
-WRITE_AHEAD_ROWS = 4096
-"""Batches of at least this many records get their ids and data files on a second thread while
-they are being validated (50k boxes: ~25 ms of writing overlaps ~25 ms of checks). If a check
-fails the files are never committed; Lance's clean-up removes them (lake.gc after the grace
-period)."""
 _DELETE_CHUNK = 4096
 _SETTINGS_CACHED = 256
 """Sets and schemas kept per lake handle, by (table, version, id): an add looks up its set and

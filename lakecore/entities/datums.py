@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakecore.entities._base import LakeCore, new_ids, now_array, rows_where
+from lakecore.entities._base import (
+    WRITE_AHEAD_ROWS,
+    LakeCore,
+    new_ids,
+    now_array,
+    rows_where,
+)
 from lakecore.entities._checks import (
     SPACE_OR_CONTROL,
     check_json_strings,
@@ -39,6 +46,8 @@ __all__ = ["Datums"]
 COLUMNS = ("datum_id", "assets", "split", "metadata", "created_by")
 MAP = pa.map_(pa.string(), pa.string())
 ROLE_RE = r"^[a-z][a-z0-9_]*$"
+_REFERENCED = ("datums", "assets")
+"""The tables the snapshot checks read: unchanged pins at commit time mean they still hold."""
 
 
 def _column(values: list[Any], type_: pa.DataType, field: str) -> pa.Array:
@@ -329,13 +338,25 @@ class Datums:
             },
             schema=layout(Datum).schema,
         )
-
-        def build(snap: Snapshot) -> list[Op]:
+        if not n:
+            return out
+        op = Append("datums", out)
+        snap = self.core.snapshot()
+        if n < WRITE_AHEAD_ROWS:
             _check_snapshot(snap, ids, parent, values)
+        else:  # write the data files while the batch is checked (dropped if a check fails)
+            with ThreadPoolExecutor(1, thread_name_prefix="lakecore-write-ahead") as pool:
+                ahead = pool.submit(self.core.prepare, op)
+                _check_snapshot(snap, ids, parent, values)
+            ahead.result()
+        base = {name: snap.pins.get(name) for name in _REFERENCED}
+
+        def build(current: Snapshot) -> list[Op]:
+            if any(current.pins.get(name) != v for name, v in base.items()):
+                _check_snapshot(current, ids, parent, values)  # another writer moved a table
             return []
 
-        if n:
-            self.core.commit([Append("datums", out)], build=build, message=f"datums.add_many {n}")
+        self.core.commit([op], build=build, message=f"datums.add_many {n}")
         return out
 
     def get(self, datum_id: str) -> Datum:
