@@ -70,6 +70,20 @@ def test_failing_build_writes_nothing(lake):
     assert_consistent(lake.snapshot(), {"t0": 2})
 
 
+def test_a_commit_with_nothing_to_change_leaves_the_catalog_as_it_is(lake):
+    """A build that finds nothing to do (an alias already set, indices already fresh) must not
+    add an empty catalog version: time travel and history stay free of no-op versions."""
+    lake.commit(ops("t0", 2))
+    before = lake.snapshot()
+    seen = []
+    result = lake.commit(build=lambda snap: seen.append(snap.catalog_version) or [])
+    assert seen == [before.catalog_version]
+    assert result.tables == {} and result.snapshot.catalog_version == before.catalog_version
+    after = lake.snapshot()
+    assert (after.catalog_version, after.pins) == (before.catalog_version, before.pins)
+    assert lake.commit(ops("t1", 1)).snapshot.catalog_version == before.catalog_version + 1
+
+
 @pytest.mark.parametrize(
     "step", ["table_committed:assets", "table_committed:datums", "before_swap"]
 )

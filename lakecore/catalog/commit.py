@@ -321,6 +321,11 @@ class Catalog:
             message: recorded with the catalog commit.
             add_tables: new tables to pin (name -> version), for lake upgrades.
 
+        Returns:
+            The new snapshot and the tables it moved. When there is nothing to change (no
+            operation, no new table) the catalog is left as it is and the result holds the
+            snapshot the transaction was based on.
+
         Raises:
             CommitConflictError: other writers kept winning for ``max_attempts`` tries.
             LakecoreError: whatever ``build`` raised (nothing is written).
@@ -389,12 +394,15 @@ class Catalog:
         add_tables: dict[str, int] | None,
     ) -> CommitResult:
         cv, pins = self._read()
-        pins.update({k: v for k, v in (add_tables or {}).items() if k not in pins})
+        added = {k: v for k, v in (add_tables or {}).items() if k not in pins}
+        pins.update(added)
         _step("catalog_read")
         snap = Snapshot(self.store, cv, dict(pins))
         ops = list(fixed)
         if build is not None:
             ops.extend(self._prepare_all(build(snap)))
+        if not ops and not added:  # nothing to change: no empty catalog version
+            return CommitResult(snap, txn_id, attempt)
         by_table: dict[str, list[Op]] = {}
         for op in ops:
             if op.table not in pins:
