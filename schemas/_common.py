@@ -102,6 +102,8 @@ def check_storage_key(value: str) -> str:
 def _check_non_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must be a non-empty, non-blank string")
+    if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
+        raise ValueError(f"{value!r} contains control characters; remove them")
     return value
 
 
@@ -176,7 +178,7 @@ SplitName = Annotated[str, AfterValidator(check_split)]
 """A split name: ``[A-Za-z0-9_.-]{1,64}``."""
 
 NonBlankStr = Annotated[str, AfterValidator(_check_non_blank)]
-"""A string that is not empty or only whitespace."""
+"""A string that is not empty or only whitespace, without control characters."""
 
 IdStr = Annotated[str, AfterValidator(_check_id)]
 """An entity id: non-empty, no whitespace or control characters."""

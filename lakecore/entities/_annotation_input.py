@@ -62,6 +62,13 @@ def records_table(records: Records, aset: AnnotationSet, *, ids: bool = True) ->
     elif not isinstance(records, pa.Table) and hasattr(records, "__arrow_c_stream__"):
         records = pa.table(records)  # polars / pandas >= 2.2 / DuckDB results, zero-copy
     if not isinstance(records, pa.Table):
+        if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
+            raise ValidationError(
+                "records must be an Arrow table (or anything exporting an Arrow stream) or a "
+                f"list of dicts / AnnotationRecords, got {type(records).__name__}; a single "
+                "record goes in a list",
+                field="records",
+            )
         records = _from_models(records, aset)
     table = _fill_visibility(_normalize(records, aset))
     return with_ids(table) if ids else table
@@ -282,8 +289,41 @@ def _json_column(data: pa.Table, name: str, n: int) -> pa.Array | pa.ChunkedArra
     return pc.fill_null(col.cast(pa.string()), "{}")
 
 
+def _family(type_: pa.DataType) -> str | None:
+    """What a column's values are at heart (numbers, text, truth values), lists looked
+    through; None for what is not compared (structs, nulls)."""
+    while (
+        pa.types.is_list(type_)
+        or pa.types.is_large_list(type_)
+        or pa.types.is_fixed_size_list(type_)
+    ):
+        type_ = type_.value_type
+    if pa.types.is_integer(type_) or pa.types.is_floating(type_):
+        return "numbers"
+    if (
+        pa.types.is_string(type_)
+        or pa.types.is_large_string(type_)
+        or pa.types.is_string_view(type_)
+    ):
+        return "text"
+    if pa.types.is_boolean(type_):
+        return "true/false values"
+    return None
+
+
 def cast_column(col: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
-    """Cast a column to its stored type; a value that does not fit names its row."""
+    """Cast a column to its stored type; a value that does not fit names its row.
+
+    Numbers, text and truth values are not cast into one another ("30" would pass as a
+    coordinate, 7 as a label): such a column is refused whole.
+    """
+    given, stored = _family(col.type), _family(field.type)
+    if given is not None and stored is not None and given != stored:
+        raise SchemaError(
+            f"column {field.name!r} of type {col.type} cannot be stored as {field.type}: it "
+            f"holds {given} where {stored} are stored; convert the column first",
+            field=field.name,
+        )
     try:
         return col.cast(field.type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pydantic
 
 from lakecore.entities._base import in_filter, rows_where
 from lakecore.errors import NotFoundError, ValidationError
@@ -25,17 +26,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SPACE_OR_CONTROL",
+    "build_model",
     "check_by",
     "check_choice",
     "check_json_strings",
     "check_one_split",
     "check_regex",
     "check_split",
+    "column_of",
     "delete_in",
     "dump_json",
     "duplicate_mask",
     "first",
     "id_array",
+    "json_object",
+    "listed",
     "map_entries",
     "one_id",
     "order_like",
@@ -68,6 +73,14 @@ def _as_array(values: Any, field: str, type_: pa.DataType) -> pa.Array:
         values = values.combine_chunks()
     try:
         if isinstance(values, pa.Array):
+            if pa.types.is_string(type_) and not (
+                pa.types.is_string(values.type)
+                or pa.types.is_large_string(values.type)
+                or pa.types.is_null(values.type)
+            ):  # a cast would turn 7 into "7": ids are strings
+                raise ValidationError(
+                    f"{field}: expected strings, got an Arrow {values.type} array", field=field
+                )
             return values.cast(type_)
         return pa.array(list(values), type_)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
@@ -184,10 +197,71 @@ def check_json_strings(values: pa.Array, field: str = "metadata") -> None:
             )
 
 
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def column_of(values: list[Any], type_: pa.DataType, field: str) -> pa.Array:
+    """A Python column as Arrow; on failure, find the offending row (error path only)."""
+    try:
+        return pa.array(values, type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        for i, v in enumerate(values):
+            try:
+                pa.array([v], type_)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+                raise ValidationError(
+                    f"row {i}: {field} {v!r} is not a {type_} ({exc})", row=i, field=field
+                ) from None
+        raise
+
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+def build_model(cls: type[M], **fields: Any) -> M:
+    """Build a model; pydantic errors become a lakecore ValidationError naming the field."""
+    try:
+        return cls.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or cls.__name__
+        reason = err["msg"].removeprefix("Value error, ")
+        raise ValidationError(
+            f"invalid {cls.__name__}, field {field}: {reason}", field=field, reason=reason
+        ) from None
+
+
+def listed(values: Any, field: str) -> list[Any]:
+    """A list argument (labels, kinds, tags, ...) as a list. A lone ``str``, bytes or mapping is
+    refused rather than taken apart letter by letter (or key by key)."""
+    if isinstance(values, str | bytes | bytearray | Mapping) or not isinstance(values, Iterable):
+        raise ValidationError(
+            f"{field} must be a list, got {_brief(values)}; put a single value in a list",
+            field=field,
+        )
+    return list(values)
+
+
+def json_object(value: Any, field: str = "metadata") -> dict[str, Any]:
+    """A JSON-object argument (metadata): a mapping JSON can hold, as a dict; None is ``{}``."""
+    if value is None:
+        return {}
+    _dump_one(value, None, field)
+    return dict(value)
+
+
 def dump_json(values: Sequence[Any] | None, n: int, field: str = "metadata") -> pa.Array:
     """Dicts (or None) -> JSON strings; one dict (or None) is used for every row."""
-    if values is None or isinstance(values, dict):
+    if values is None or isinstance(values, Mapping):
         return repeat(_dump_one(values or {}, None, field), n, pa.string())
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValidationError(
+            f"{field} must be a dict, or a list of one dict (or None) per row; got "
+            f"{_brief(values)}",
+            field=field,
+        )
     values = list(values)
     if len(values) != n:
         raise ValidationError(f"{field}: got {len(values)} values for {n} rows", field=field)
@@ -196,12 +270,12 @@ def dump_json(values: Sequence[Any] | None, n: int, field: str = "metadata") -> 
 
 def _dump_one(value: Any, row: int | None, field: str) -> str:
     where = f"row {row}: " if row is not None else ""
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         raise ValidationError(
-            f"{where}{field} must be a dict, got {type(value).__name__}", row=row, field=field
+            f"{where}{field} must be a dict, got {_brief(value)}", row=row, field=field
         )
     try:
-        return json.dumps(value, sort_keys=True, allow_nan=False)
+        return json.dumps(dict(value), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(
             f"{where}{field} is not JSON-serialisable ({exc}); use only str, int, float, bool, "
@@ -301,6 +375,8 @@ def check_by(by: Any, field: str = "by") -> str | None:
         raise ValidationError(
             f"{field} must be a string or None, got {type(by).__name__}", field=field
         )
+    if by is not None and any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in by):
+        raise ValidationError(f"{field} {by!r} contains control characters", field=field)
     return by
 
 

@@ -21,6 +21,8 @@ import pydantic
 
 from lakecore.entities._annotation_input import Records, records_table, with_ids
 from lakecore.entities._base import WRITE_AHEAD_ROWS, LakeCore, in_filter, quote, rows_where
+from lakecore.entities._checks import build_model as _model
+from lakecore.entities._checks import id_array, json_object, listed, one_id
 from lakecore.entities._codes import Codes
 from lakecore.entities._references import check_references
 from lakecore.entities._schema_rules import check_schema
@@ -44,19 +46,6 @@ _DELETE_CHUNK = 4096
 _SETTINGS_CACHED = 256
 """Sets and schemas kept per lake handle, by (table, version, id): an add looks up its set and
 schema (two indexed reads, ~5 ms) once per version of their tables."""
-
-
-def _model(cls: type[M], **fields: Any) -> M:
-    """Build a model; pydantic errors become a lakecore ValidationError naming the field."""
-    try:
-        return cls.model_validate(fields)
-    except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or cls.__name__
-        reason = err["msg"].removeprefix("Value error, ")
-        raise ValidationError(
-            f"invalid {cls.__name__}, field {field}: {reason}", field=field, reason=reason
-        ) from None
 
 
 def _label(value: str | LabelDef | Mapping[str, Any]) -> LabelDef | Mapping[str, Any]:
@@ -167,17 +156,17 @@ class Annotations:
             name=name,
             version=version,
             task_type=task_type,
-            labels=[_label(lab) for lab in labels],
-            allowed_kinds=list(allowed_kinds),
-            attributes=list(attributes),
+            labels=[_label(lab) for lab in listed(labels, "labels")],
+            allowed_kinds=listed(allowed_kinds, "allowed_kinds"),
+            attributes=listed(attributes, "attributes"),
             allow_additional_attributes=allow_additional_attributes,
             allow_scores=allow_scores,
             require_scores=require_scores,
             score_min=score_min,
             score_max=score_max,
-            keypoint_names=list(keypoint_names),
-            skeleton=list(skeleton),
-            metadata=dict(metadata or {}),
+            keypoint_names=listed(keypoint_names, "keypoint_names"),
+            skeleton=listed(skeleton, "skeleton"),
+            metadata=json_object(metadata),
             created_by=created_by,
         )
 
@@ -202,6 +191,7 @@ class Annotations:
             >>> lake.annotations.get_schema(s.schema_id).name
             'coco'
         """
+        schema_id = one_id(schema_id, "schema_id")
         return self._one(self._core.snapshot(), SCHEMAS, "schema_id", schema_id, AnnotationSchema)
 
     def find_schema(self, name: str, version: str = "1") -> AnnotationSchema:
@@ -211,6 +201,7 @@ class Annotations:
             >>> lake.annotations.find_schema("coco").version
             '1'
         """
+        name, version = one_id(name, "name"), one_id(version, "version")
         where = f"name = {quote(name)} AND version = {quote(version)}"
         rows = self._core.snapshot().to_table(SCHEMAS, filter=where)
         if rows.num_rows == 0:
@@ -236,6 +227,7 @@ class Annotations:
             ...     "tmp", task_type="captioning", labels=[], allowed_kinds=["caption"])
             >>> lake.annotations.delete_schema(tmp.schema_id)
         """
+        schema_id = one_id(schema_id, "schema_id")
         key = f"schema_id = {quote(schema_id)}"
 
         def build(snap: Snapshot) -> list[Op]:
@@ -284,7 +276,7 @@ class Annotations:
             source_kind=source_kind,
             schema_id=schema_id,
             status=status,
-            metadata=dict(metadata or {}),
+            metadata=json_object(metadata),
             created_by=created_by,
         )
 
@@ -308,6 +300,7 @@ class Annotations:
             >>> lake.annotations.get_set(gt.set_id).name
             'gt'
         """
+        set_id = one_id(set_id, "set_id")
         return self._one(self._core.snapshot(), SETS, "set_id", set_id, AnnotationSet)
 
     def sets(self) -> pa.Table:
@@ -326,6 +319,7 @@ class Annotations:
             >>> old = lake.annotations.create_set("old")
             >>> lake.annotations.delete_set(old.set_id)
         """
+        set_id = one_id(set_id, "set_id")
         key = f"set_id = {quote(set_id)}"
 
         def build(snap: Snapshot) -> list[Op]:
@@ -377,6 +371,7 @@ class Annotations:
             'ann_'
         """
         start = time.perf_counter()
+        set_id = one_id(set_id, "set_id")
         snap = self._core.snapshot()
         aset, schema = self._set_and_schema(snap, set_id)
         table = records_table(records, aset, ids=False)  # no check reads the ids
@@ -450,6 +445,11 @@ class Annotations:
             1
         """
         given = {"set_id": set_id, "asset_id": asset_id, "datum_id": datum_id, "label": label}
+        for name, value in given.items():
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(
+                    f"{name} must be a string or None, got {type(value).__name__}", field=name
+                )
         where = " AND ".join(f"{k} = {quote(v)}" for k, v in given.items() if v is not None)
         return self.table(filter=where or None)
 
@@ -460,6 +460,7 @@ class Annotations:
             >>> lake.annotations.get(written["annotation_id"][0].as_py()).label
             'cat'
         """
+        annotation_id = one_id(annotation_id, "annotation_id")
         snap = self._core.snapshot()
         return self._one(snap, RECORDS, "annotation_id", annotation_id, AnnotationRecord)
 
@@ -473,11 +474,7 @@ class Annotations:
             >>> lake.annotations.delete(written["annotation_id"])
             1
         """
-        if isinstance(annotation_ids, str):
-            annotation_ids = [annotation_ids]
-        elif isinstance(annotation_ids, pa.Array | pa.ChunkedArray):
-            annotation_ids = annotation_ids.to_pylist()
-        ids = list(dict.fromkeys(annotation_ids))
+        ids = list(dict.fromkeys(id_array(annotation_ids, "annotation_ids").to_pylist()))
         if not ids:
             return 0
 
@@ -506,5 +503,5 @@ class Annotations:
             >>> lake.annotations.count(set_id=gt.set_id)  # after the delete above
             0
         """
-        where = None if set_id is None else f"set_id = {quote(set_id)}"
+        where = None if set_id is None else f"set_id = {quote(one_id(set_id, 'set_id'))}"
         return self._core.snapshot().count(RECORDS, filter=where)

@@ -15,6 +15,7 @@ from lakecore.entities._base import LakeCore, new_ids, now_array, rows_where
 from lakecore.entities._checks import (
     check_by,
     check_choice,
+    column_of,
     delete_in,
     dump_json,
     duplicate_mask,
@@ -28,7 +29,12 @@ from lakecore.entities._checks import (
 )
 from lakecore.entities._sources import AssetSource, sniff_many, stage
 from lakecore.entities.aliases import alias_changes, alias_removals, check_aliases
-from lakecore.errors import AssetNotFoundError, InUseError, ValidationError
+from lakecore.errors import (
+    AliasAlreadyExistsError,
+    AssetNotFoundError,
+    InUseError,
+    ValidationError,
+)
 from lakecore.storage import Progress
 from lakecore.tables import Append, Upsert, from_arrow, layout
 from schemas import Asset, AssetKind, StorageRef
@@ -56,6 +62,10 @@ def _sequence(values: Any, n: int, field: str) -> list[Any]:
     return list(values)
 
 
+_MEDIA_RE = r"^[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*(;[^;].*)?$"
+"""``type/subtype`` (RFC 6838 names), optionally followed by ``;`` parameters."""
+
+
 def _check_media_types(values: list[Any]) -> pa.Array:
     bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
     if bad is not None:
@@ -63,15 +73,18 @@ def _check_media_types(values: list[Any]) -> pa.Array:
             f"media_types[{bad}] must be a string like 'image/jpeg'", row=bad, field="media_types"
         )
     arr = pa.array(values, pa.string())
-    for media in pc.unique(arr).to_pylist():  # few distinct values: check each once
-        major, sep, minor = media.partition("/")
-        if not (sep and major.strip() and minor.strip()):
-            row = first(pc.equal(arr, media))
-            raise ValidationError(
-                f"media_types[{row}] {media!r} must look like 'type/subtype', e.g. 'image/jpeg'",
-                row=row,
-                field="media_types",
-            )
+    distinct = pc.unique(arr)  # few distinct values: check each once
+    odd = pc.or_(
+        pc.invert(pc.match_substring_regex(distinct, _MEDIA_RE)),
+        pc.match_substring_regex(distinct, r"[\p{Cc}\p{Cf}]"),
+    )
+    for media in distinct.filter(odd).to_pylist()[:1]:
+        row = first(pc.equal(arr, media))
+        raise ValidationError(
+            f"media_types[{row}] {media!r} must look like 'type/subtype', e.g. 'image/jpeg'",
+            row=row,
+            field="media_types",
+        )
     return arr
 
 
@@ -190,7 +203,7 @@ class Assets:
             [source],
             kind=kind,
             media_types=[media_type],
-            metadata=[dict(metadata or {})],
+            metadata=[metadata],
             aliases=[alias],
             created_by=created_by,
             mount=mount,
@@ -267,6 +280,10 @@ class Assets:
                 "sources must be a list of payloads (bytes, paths, streams or StorageRefs)",
                 field="sources",
             )
+        if progress is not None and not callable(progress):
+            raise ValidationError(
+                "progress must be a callable progress(done, total) or None", field="progress"
+            )
         n, kind_ = len(sources), check_choice(kind, AssetKind, "kind")
         names = self._check_aliases(aliases, n)
         meta, by = dump_json(metadata, n), check_by(created_by, "created_by")
@@ -297,7 +314,7 @@ class Assets:
     def _check_aliases(self, aliases: Any, n: int) -> pa.Array | None:
         if aliases is None:
             return None
-        arr = pa.array(_sequence(aliases, n, "aliases"), pa.string())
+        arr = column_of(_sequence(aliases, n, "aliases"), pa.string(), "aliases")
         given = pc.is_valid(arr)
         check_aliases(arr.filter(given), "aliases")
         dup = first(pc.and_(given, duplicate_mask(arr)))
@@ -305,6 +322,18 @@ class Assets:
             raise ValidationError(
                 f"aliases[{dup}] {arr[dup].as_py()!r} appears twice", row=dup, field="aliases"
             )
+        if arr.null_count < n:  # refused before any payload is stored (checked again under
+            # the lease: another writer may take a name meanwhile)
+            names = arr.filter(given)
+            taken = rows_where(self.core.snapshot(), "aliases", "alias", names.to_pylist())
+            if taken.num_rows:
+                shown = taken["alias"].to_pylist()[:10]
+                raise AliasAlreadyExistsError(
+                    f"alias(es) already point at other assets: {shown}; choose other names, "
+                    "or add the assets without aliases and move these with "
+                    "lake.aliases.set(..., repoint=True)",
+                    aliases=shown,
+                )
         return arr
 
     def _store(self, payloads: list[Any], mount: str | None, progress: Progress | None) -> _Stored:
@@ -388,7 +417,12 @@ class Assets:
             >>> lake.assets.update_metadata(aid, {"camera": "front"}, merge=True)  # doctest: +SKIP
         """
         aid = one_id(asset_id, "asset_id")
-        patch = dict(metadata) if isinstance(metadata, Mapping) else metadata
+        if not isinstance(metadata, Mapping):
+            raise ValidationError(
+                f"metadata must be a dict, got {type(metadata).__name__}; pass {{}} to clear it",
+                field="metadata",
+            )
+        patch = dict(metadata)
         dump_json([patch], 1)  # validates
         out: dict[str, pa.Table] = {}
 

@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import ValidationError as PydanticError
 
 from lakecore.entities._base import LakeCore, new_ids, now_array, quote, rows_where
 from lakecore.entities._checks import (
+    build_model,
     check_by,
     check_choice,
     check_one_split,
     delete_in,
     id_array,
+    json_object,
     one_id,
     repeat,
     require_rows,
@@ -88,15 +89,13 @@ class Collections:
         Example:
             >>> c = lake.collections.create("import-2024-05")  # doctest: +SKIP
         """
-        try:
-            coll = Collection(
-                name=name,
-                description=description,
-                metadata=dict(metadata or {}),
-                created_by=created_by,
-            )
-        except (PydanticError, TypeError, ValueError) as exc:
-            raise ValidationError(f"invalid collection: {exc}", field="collection") from exc
+        coll = build_model(
+            Collection,
+            name=name,
+            description=description,
+            metadata=json_object(metadata),
+            created_by=created_by,
+        )
 
         def build(snap: Snapshot) -> list[Op]:
             if snap.count("collections", f"name = {quote(coll.name)} AND {_ACTIVE}"):

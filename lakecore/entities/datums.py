@@ -24,6 +24,7 @@ from lakecore.entities._checks import (
     check_json_strings,
     check_regex,
     check_split,
+    column_of,
     delete_in,
     duplicate_mask,
     first,
@@ -48,21 +49,6 @@ MAP = pa.map_(pa.string(), pa.string())
 ROLE_RE = r"^[a-z][a-z0-9_]*$"
 _REFERENCED = ("datums", "assets")
 """The tables the snapshot checks read: unchanged pins at commit time mean they still hold."""
-
-
-def _column(values: list[Any], type_: pa.DataType, field: str) -> pa.Array:
-    """A Python column as Arrow; on failure, find the offending row (error path only)."""
-    try:
-        return pa.array(values, type_)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-        for i, v in enumerate(values):
-            try:
-                pa.array([v], type_)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-                raise ValidationError(
-                    f"row {i}: {field} {v!r} is not a {type_} ({exc})", row=i, field=field
-                ) from None
-        raise
 
 
 def _metadata_json(value: Any, row: int) -> str | None:
@@ -104,7 +90,7 @@ def _from_dicts(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     cols["metadata"] = [_metadata_json(m, i) for i, m in enumerate(cols["metadata"])]
     cols["assets"] = [dict(r["assets"]) for r in rows]
     types = {"assets": MAP}
-    return pa.table({c: _column(v, types.get(c, pa.string()), c) for c, v in cols.items()})
+    return pa.table({c: column_of(v, types.get(c, pa.string()), c) for c, v in cols.items()})
 
 
 def _struct_to_map(arr: pa.StructArray) -> pa.Array:
@@ -161,6 +147,13 @@ def _convert(name: str, col: pa.Array) -> pa.Array:
             return _struct_to_map(col) if pa.types.is_struct(col.type) else col.cast(MAP)
         if name == "metadata" and pa.types.is_struct(col.type):
             return _struct_json(col)
+        if not (
+            pa.types.is_string(col.type)
+            or pa.types.is_large_string(col.type)
+            or pa.types.is_string_view(col.type)
+            or pa.types.is_null(col.type)
+        ):  # a cast would quietly store 7 as "7" (or bytes as text)
+            raise pa.ArrowTypeError(f"a {col.type} column is not text")
         return col.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         want = "map<string,string> or a struct of roles" if name == "assets" else "string"
