@@ -214,3 +214,12 @@ def test_datum_columns_of_the_wrong_type_are_refused_not_cast(seeded, column, va
     rows = pa.table({"assets": pa.array([[("image", aid)]], MAP), column: values})
     err = _refused(lake, lambda: lake.datums.add_many(rows), column)
     assert str(values.type) in str(err)
+
+
+def test_a_label_with_control_characters_is_refused_in_a_set_without_schema(seeded):
+    lake, aid, _ = seeded
+    free = lake.annotations.create_set("free").set_id
+    rows = _box(aid, label=["\x00car\n"])
+    err = _refused(lake, lambda: lake.annotations.add(free, pa.concat_tables([_box(aid), rows])))
+    assert err.details["row"] == 1
+    assert lake.annotations.add(free, _box(aid, label=["a cat, été"])).num_rows == 1

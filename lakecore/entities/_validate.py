@@ -209,6 +209,11 @@ def _check_target_and_label(f: Failures) -> None:
             "only captions may leave it empty"
         ),
     )
+    f.flag(  # checked on the distinct labels only
+        labels.rows(pc.match_substring_regex(labels.values, r"[\p{Cc}]")),
+        "label",
+        lambda r: f"label {show(f.value('label', r))} contains control characters",
+    )
 
 
 def _check_geometry_presence(f: Failures, code: np.ndarray, used: set[str], seen: set[int]) -> None:
