@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakecore.entities._base import LakeCore, new_ids, now_array, quote, rows_where
+from lakecore.entities._base import LakeCore, in_filter, new_ids, now_array, quote, rows_where
+from lakecore.entities._checks import build_model as _model
 from lakecore.entities._checks import (
     check_one_split,
+    check_split,
     delete_rowids,
     dump_json,
     first,
@@ -38,13 +40,19 @@ READ_TABLES = ("datums", "annotation_records", "annotation_sets", "annotation_sc
 MEMBER_SCHEMA = pa.schema([pa.field("datum_id", pa.string()), pa.field("split", pa.string())])
 HEAD_SCHEMA = MEMBER_SCHEMA.append(pa.field("_rowid", pa.uint64()))
 """Membership rows as read from ``dataset_members``, with their stable row ids."""
+ADD_INPUT = (
+    "datum ids (a str, a list of str, an Arrow array) or a table with a datum_id column "
+    "(Arrow, pandas or polars)"
+)
+"""What :meth:`DatasetBuilder.add` takes, for its error messages."""
 
 
 class DatasetBuilder:
     """Collects changes to a dataset, then commits them as one immutable version.
 
     Start empty, from a parent version (``parent=``), or from a query (``add`` takes an Arrow
-    table with a ``datum_id`` column and an optional ``split`` column). Changes apply in order.
+    table, or a pandas or polars DataFrame, with a ``datum_id`` column and an optional ``split``
+    column of strings). Changes apply in order.
 
     Example:
         >>> b = lake.datasets.builder("cats", parent="latest")   # doctest: +SKIP
@@ -67,20 +75,34 @@ class DatasetBuilder:
     # -- changes -------------------------------------------------------------------------------
     def add(
         self,
-        datum_ids: Sequence[str] | pa.Array | pa.ChunkedArray | pa.Table,
+        datum_ids: str | Sequence[str] | pa.Array | pa.ChunkedArray | pa.Table | Any,
         *,
         split: str | None = None,
     ) -> DatasetBuilder:
-        """Add datums (a table may carry a per-row ``split`` column)."""
+        """Add datums: ids, or a table (Arrow, pandas or polars) with a ``datum_id`` column and
+        an optional per-row ``split`` column of strings (``split=`` overrides it)."""
+        split = check_one_split(split)
         splits = None
-        if isinstance(datum_ids, pa.Table):
-            if "datum_id" not in datum_ids.column_names:
-                raise ValidationError("the table needs a datum_id column", field="datum_id")
-            if "split" in datum_ids.column_names and split is None:
-                splits = datum_ids["split"].combine_chunks().cast(pa.string())
-            datum_ids = datum_ids["datum_id"]
+        table = _as_table(datum_ids)
+        if table is not None:
+            if "datum_id" not in table.column_names:
+                raise ValidationError(
+                    f"the table needs a datum_id column (it has {table.column_names[:10]})",
+                    field="datum_id",
+                )
+            if "split" in table.column_names and split is None:
+                splits = _split_column(table["split"])
+            strings = _strings(table["datum_id"])  # non-strings: id_array refuses them
+            datum_ids = table["datum_id"] if strings is None else strings
+        elif isinstance(datum_ids, bytes | Mapping) or not isinstance(
+            datum_ids, str | pa.Array | pa.ChunkedArray | Iterable
+        ):
+            raise ValidationError(
+                f"datum_ids: expected {ADD_INPUT}, got {type(datum_ids).__name__}",
+                field="datum_ids",
+            )
         ids = id_array(datum_ids, "datum_ids")
-        self._ops.append(("add", ids, check_one_split(split), splits))
+        self._ops.append(("add", ids, split, splits))
         return self
 
     def remove(self, datum_ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> DatasetBuilder:
@@ -110,15 +132,19 @@ class DatasetBuilder:
         message: str | None = None,
         author: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-        tags: Sequence[str] = (),
+        tags: str | Sequence[str] = (),
         with_ops: Sequence[Op] = (),
     ) -> DatasetVersionHandle:
         """Commit the changes as ``name@version``; atomic, O(changes) rows written.
 
+        ``tags``: tags to point at the new version (a lone ``str`` is one tag); a tag may not
+        be a version string of the dataset.
+
         Raises:
             AlreadyExistsError: ``name@version`` exists (also when another writer won the race).
-            ValidationError: a datum or annotation set does not exist, or a removed/re-split
-                datum is not in the dataset; nothing is written.
+            ValidationError: an argument is invalid, a datum or annotation set does not exist,
+                a removed/re-split datum is not in the dataset, or a tag names a version;
+                nothing is written.
 
         ``with_ops`` are more table operations committed in the same atomic commit (an importer
         adds its assets, datums and annotations with the version that holds them); datums and
@@ -126,17 +152,24 @@ class DatasetBuilder:
         """
         from lakecore.datasets.version import DatasetVersionHandle
 
-        probe = DatasetVersion(
+        probe = _model(
+            DatasetVersion,
             dataset_name=self.name,
             version=version,
             catalog_version=0,
             message=message,
             author=author,
-            metadata=dict(metadata or {}),
+            metadata={} if metadata is None else _plain(metadata),
         )
-        for tag in tags:
-            DatasetTag(dataset_name=self.name, tag=tag)
-        self._extra = list(with_ops)
+        tag_list = id_array(tags, "tags").to_pylist()
+        for tag in tag_list:
+            _model(DatasetTag, dataset_name=self.name, tag=tag)
+        if version in tag_list:
+            raise ValidationError(
+                f"tag {version!r} is the version being committed; a tag needs another name",
+                field="tag",
+            )
+        self._extra = _ops_list(with_ops)
         # O(changes) index lookups, side by side: the parent's rows of the touched datums, and
         # (speculatively, at the current snapshot) the added datums; the build reuses the
         # latter when the datums table has not changed by the time it holds the lease
@@ -149,7 +182,7 @@ class DatasetBuilder:
 
         def build(snap: Snapshot) -> list[Op]:
             record.clear()
-            return self._build(snap, probe, start, final, tags, record)
+            return self._build(snap, probe, start, final, tag_list, record)
 
         result = self._core.commit(
             self._extra, build=build, message=f"dataset {self.name}@{version}"
@@ -269,6 +302,18 @@ class DatasetBuilder:
                 "string",
                 ref=f"{name}@{probe.version}",
             )
+        if tags:
+            versions = snap.to_table(
+                "dataset_versions",
+                columns=["version"],
+                filter=f"dataset_name = {quote(name)} AND {in_filter('version', list(tags))}",
+            )
+            if versions.num_rows:
+                clash = versions["version"][0].as_py()
+                raise ValidationError(
+                    f"tag {clash!r} is a version of {name}; a tag needs another name",
+                    field="tag",
+                )
         if self._sets:
             found = rows_where(snap, "annotation_sets", "set_id", self._sets, columns=["set_id"])
             known = set(found["set_id"].to_pylist())
@@ -441,6 +486,75 @@ class DatasetBuilder:
             schema=schema,
         )
         return [Append("asset_retentions", table)]
+
+
+def _as_table(value: object) -> pa.Table | None:
+    """A table-like ``add`` input (Arrow table or batch, pandas or polars DataFrame) as an Arrow
+    table; None for anything else (ids)."""
+    if isinstance(value, pa.Table):
+        return value
+    # DataFrames export an Arrow stream and have columns (a Series has no ``columns``)
+    if not (hasattr(value, "__arrow_c_stream__") and hasattr(value, "columns")):
+        return None
+    try:
+        return pa.table(value)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"datum_ids: cannot read the {type(value).__name__} as an Arrow table ({exc}); "
+            f"pass {ADD_INPUT}",
+            field="datum_ids",
+        ) from None
+
+
+def _strings(column: pa.ChunkedArray) -> pa.Array | None:
+    """A column of strings (plain, large, view or dictionary-encoded, as pandas and polars
+    give them; or all null) as ``string``; None when it holds something else."""
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if not (
+        pa.types.is_null(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_string_view(kind)
+    ):
+        return None
+    return column.cast(pa.string()).combine_chunks()
+
+
+def _split_column(column: pa.ChunkedArray) -> pa.Array:
+    """A per-row ``split`` column as checked strings (nulls: use the datum's own split)."""
+    splits = _strings(column)
+    if splits is None:
+        raise ValidationError(
+            f"the split column holds {column.type} values; splits are strings such as 'train'",
+            field="split",
+        )
+    check_split(splits)
+    return splits
+
+
+def _plain(value: object) -> object:
+    """A mapping as a dict (for the model to check); anything else as is (it refuses it)."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _ops_list(ops: Sequence[Op]) -> list[Op]:
+    """``with_ops`` as a list, each a table operation."""
+    if isinstance(ops, Op):
+        ops = [ops]
+    if isinstance(ops, str | bytes | Mapping) or not isinstance(ops, Iterable):
+        raise ValidationError(
+            f"with_ops must be a list of table operations, got {type(ops).__name__}",
+            field="with_ops",
+        )
+    out = list(ops)
+    for i, op in enumerate(out):
+        if not isinstance(op, Op):
+            raise ValidationError(
+                f"with_ops[{i}] is a {type(op).__name__}, not a table operation (Append, ...)",
+                field="with_ops",
+                row=i,
+            )
+    return out
 
 
 _DATUM_COLUMNS = ("datum_id", "split", "assets")

@@ -11,6 +11,8 @@ import pyarrow.compute as pc
 from lakecore.datasets.builder import DatasetBuilder
 from lakecore.datasets.version import DatasetVersionHandle
 from lakecore.entities._base import LakeCore, quote
+from lakecore.entities._checks import build_model as _model
+from lakecore.entities._checks import one_id
 from lakecore.errors import ValidationError, VersionNotFoundError
 from lakecore.tables import Append, from_arrow, to_arrow
 from schemas import DatasetTag, DatasetVersion
@@ -60,21 +62,23 @@ class Datasets:
             parent: ``None`` (start empty), a version or tag of ``name`` (``"latest"``,
                 ``"1.0.0"``, ``"prod"``), another dataset's ``"other@1.0"``, or a handle.
         """
-        DatasetVersion(dataset_name=name, version="probe", catalog_version=0)  # validates name
+        _model(
+            DatasetVersion, dataset_name=one_id(name, "name"), version="probe", catalog_version=0
+        )
         if parent is None or isinstance(parent, DatasetVersionHandle):
             return DatasetBuilder(self._core, name, parent)
-        other, _, ver = parent.rpartition("@")
+        other, _, ver = one_id(parent, "parent").rpartition("@")
         return DatasetBuilder(self._core, name, self.get(other or name, ver))
 
     # -- resolving -----------------------------------------------------------------------------
     def _records(self, name: str | None = None) -> pa.Table:
-        flt = f"dataset_name = {quote(name)}" if name is not None else None
+        flt = f"dataset_name = {quote(one_id(name, 'name'))}" if name is not None else None
         table = self._core.snapshot().to_table("dataset_versions", filter=flt)
         return table.sort_by([("catalog_version", "ascending")])
 
     def _tag_events(self, name: str) -> pa.Table:
         table = self._core.snapshot().to_table(
-            "dataset_tags", filter=f"dataset_name = {quote(name)}"
+            "dataset_tags", filter=f"dataset_name = {quote(one_id(name, 'name'))}"
         )
         return table.sort_by([("at", "ascending")])
 
@@ -97,6 +101,7 @@ class Datasets:
         Raises:
             VersionNotFoundError: no such dataset, version or tag.
         """
+        one_id(version, "version")
         records = self._records(name)
         if records.num_rows == 0:
             raise VersionNotFoundError(f"no dataset named {name!r}", dataset=name)
@@ -219,8 +224,9 @@ class Datasets:
     # -- tags ----------------------------------------------------------------------------------
     def tag(self, name: str, tag: str, version: str, *, by: str | None = None) -> DatasetTag:
         """Point ``tag`` (e.g. ``prod``) at a version; re-pointing keeps the history."""
+        event = _model(DatasetTag, dataset_name=one_id(name, "name"), tag=tag, by=by)
         target = self.get(name, version)
-        event = DatasetTag(dataset_name=name, tag=tag, version_id=target.record.version_id, by=by)
+        event = event.model_copy(update={"version_id": target.record.version_id})
         self._check_tag(name, tag)
         self._core.commit(
             [Append("dataset_tags", to_arrow([event], DatasetTag))],
@@ -230,9 +236,9 @@ class Datasets:
 
     def untag(self, name: str, tag: str, *, by: str | None = None) -> None:
         """Remove a tag (recorded in the history)."""
+        event = _model(DatasetTag, dataset_name=one_id(name, "name"), tag=tag, by=by)
         if tag not in self.tags(name):
             raise VersionNotFoundError(f"{name} has no tag {tag!r}", dataset=name, tag=tag)
-        event = DatasetTag(dataset_name=name, tag=tag, version_id=None, by=by)
         self._core.commit(
             [Append("dataset_tags", to_arrow([event], DatasetTag))], message=f"untag {name}:{tag}"
         )
@@ -250,7 +256,7 @@ class Datasets:
 
         ``a``/``b`` are handles or ``"name@version"`` strings.
         """
-        va, vb = self._handle(a), self._handle(b)
+        va, vb = self._handle(a, "a"), self._handle(b, "b")
         cols = ["datum_id", "split", "assets", "metadata"]
         ta, tb = va.to_arrow(columns=cols), vb.to_arrow(columns=cols)
         in_a = pc.is_in(tb["datum_id"], value_set=ta["datum_id"])
@@ -278,12 +284,15 @@ class Datasets:
         changed |= touched - set(added) - set(removed)
         return DatasetDiff(va.ref, vb.ref, added, removed, sorted(changed), labels)
 
-    def _handle(self, ref: str | DatasetVersionHandle) -> DatasetVersionHandle:
+    def _handle(self, ref: str | DatasetVersionHandle, field: str) -> DatasetVersionHandle:
         if isinstance(ref, DatasetVersionHandle):
             return ref
-        name, sep, version = ref.rpartition("@")
-        if not sep:
-            raise ValidationError(f"{ref!r}: expected 'name@version'", field="ref")
+        if not isinstance(ref, str) or "@" not in ref:
+            raise ValidationError(
+                f"{field}: expected a version handle or a 'name@version' string, got {ref!r}",
+                field=field,
+            )
+        name, _, version = ref.rpartition("@")
         return self.get(name, version)
 
 

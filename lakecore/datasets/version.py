@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakecore.entities._base import LakeCore, in_filter, quote
-from lakecore.entities._checks import id_array, map_entries
+from lakecore.entities._checks import id_array, map_entries, one_id
 from lakecore.errors import NotFoundError, ValidationError
 from schemas import DatasetVersion, StorageRef
 
@@ -27,6 +27,19 @@ __all__ = ["DatasetVersionHandle", "Page"]
 _IN_LIMIT = 4096
 DATUM_COLUMNS = ("datum_id", "split", "assets", "metadata", "created_at")
 """Columns of :meth:`DatasetVersionHandle.to_arrow` by default."""
+
+
+def _count(value: object, field: str, low: int, high: int | None = None) -> int:
+    """An int argument within ``low..high``."""
+    within = f"{low}..{high}" if high is not None else f">= {low}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        raise ValidationError(f"{field} must be an int {within}, got {value!r}", field=field)
+    return value
 
 
 class Page:
@@ -140,8 +153,10 @@ class DatasetVersionHandle:
         """One row per datum: ``datum_id, split, assets (role -> asset id), metadata, created_at``.
 
         Rows come in the version's own order, the same on every read. Annotations are a second
-        table: :meth:`annotations` (one row per record).
+        table: :meth:`annotations` (one row per record). ``columns``: columns of the datums
+        table (a lone ``str`` is one column).
         """
+        columns = self._columns(columns, "datums")
         if "_members" in self.__dict__ or self.record.datum_count <= _IN_LIMIT:
             return self._join(self._members, columns)
         # a large version scans the datums table: read it and the membership side by side
@@ -156,8 +171,10 @@ class DatasetVersionHandle:
         self, batch_size: int = 4096, columns: Sequence[str] | None = None
     ) -> Iterator[pa.RecordBatch]:
         """Stream the datums in batches (memory bounded by the batch, not the version)."""
-        if batch_size < 1:
-            raise ValidationError("batch_size must be >= 1", field="batch_size")
+        _count(batch_size, "batch_size", 1)
+        return self._batches(batch_size, self._columns(columns, "datums"))
+
+    def _batches(self, batch_size: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
         members = self._members
         for start in range(0, members.num_rows, batch_size):
             chunk = members.slice(start, batch_size)
@@ -171,14 +188,19 @@ class DatasetVersionHandle:
 
     def head(self, n: int = 10) -> pa.Table:
         """The first ``n`` datums."""
-        return self._join(self._members.slice(0, n), None)
+        return self._join(self._members.slice(0, _count(n, "n", 0)), None)
 
     def page(self, cursor: str | None = None, limit: int = 100) -> Page:
         """A page of datums; the cursor stays valid forever (the version never changes)."""
-        if not 1 <= limit <= 10_000:
-            raise ValidationError("limit must be within 1..10000", field="limit")
+        _count(limit, "limit", 1, 10_000)
         start = 0
         if cursor is not None:
+            if not isinstance(cursor, str):
+                raise ValidationError(
+                    f"cursor must be a str from Page.next_cursor (or None), got "
+                    f"{type(cursor).__name__}",
+                    field="cursor",
+                )
             try:
                 doc = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=="))
                 if doc["v"] != self.record.version_id:
@@ -207,6 +229,7 @@ class DatasetVersionHandle:
         Records count when they are on a member datum (``datum_id``) or on one of the members'
         assets (``asset_id``); when the version attached annotation sets, only theirs.
         """
+        columns = self._columns(columns, "annotation_records")
         ds = self.snapshot.dataset("annotation_records")
         sets = self.record.annotation_set_ids
         flt = in_filter("set_id", sets) if sets else None
@@ -235,10 +258,11 @@ class DatasetVersionHandle:
     def payloads(self, datum_ids: Sequence[str] | pa.Array, role: str = "image") -> list[bytes]:
         """The payload bytes of one role of the given datums, in input order."""
         ids = id_array(datum_ids, "datum_ids")
+        one_id(role, "role")
         member = pc.is_in(ids, value_set=self._members["datum_id"])
         if not pc.all(member).as_py():
-            bad = pc.index(member, False).as_py()
-            raise NotFoundError(f"{ids[bad].as_py()} is not in {self.ref}", datum_id=ids[bad])
+            bad = ids[pc.index(member, False).as_py()].as_py()
+            raise NotFoundError(f"{bad} is not in {self.ref}", datum_id=bad)
         datums = self._datums(ids, ["datum_id", "assets"])
         datums = datums.take(pc.index_in(ids, value_set=datums["datum_id"]))
         parent, keys, values = map_entries(datums["assets"])
@@ -266,6 +290,20 @@ class DatasetVersionHandle:
         from lakecore.loaders import to_hf
 
         return to_hf(self, **options)
+
+    def _columns(self, columns: Sequence[str] | None, table: str) -> list[str] | None:
+        """Column names asked of ``table`` (a lone ``str`` is one name), each one it has."""
+        if columns is None:
+            return None
+        names: list[str] = id_array(columns, "columns").to_pylist()
+        known = self.snapshot.dataset(table).schema.names
+        unknown = [c for c in names if c not in known]
+        if unknown:
+            raise ValidationError(
+                f"columns: {table} has no column {unknown[0]!r}; choose from {known}",
+                field="columns",
+            )
+        return names
 
     def stats(self) -> dict[str, Any]:
         """Counts: datums, datums per split, records per label and per kind."""
