@@ -223,3 +223,20 @@ def test_a_label_with_control_characters_is_refused_in_a_set_without_schema(seed
     err = _refused(lake, lambda: lake.annotations.add(free, pa.concat_tables([_box(aid), rows])))
     assert err.details["row"] == 1
     assert lake.annotations.add(free, _box(aid, label=["a cat, été"])).num_rows == 1
+
+
+def test_sql_front_ends_take_a_lone_ref_and_refuse_other_types(seeded):
+    lake, aid, _ = seeded
+    datums = lake.datums.add_many([{"assets": {"image": aid}}])
+    lake.datasets.builder("cams").add(datums["datum_id"]).commit("1")
+    con = lake.duckdb("cams@1")  # one ref, not the letters c, a, m, s, ...
+    try:
+        assert con.execute('SELECT count(*) FROM "cams@1"').fetchall() == [(1,)]
+    finally:
+        con.close()
+    for bad in (5, [5], [None]):
+        with pytest.raises(ValidationError) as err:
+            lake.duckdb(bad)
+        assert err.value.details["field"] == "refs"
+    with pytest.raises(ValidationError):
+        lake.polars(5)

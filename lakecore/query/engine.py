@@ -21,14 +21,14 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
-from lakecore.errors import ConfigError, LakecoreError, QueryError
+from lakecore.errors import ConfigError, LakecoreError, QueryError, ValidationError
 from lakecore.query._cache import CACHE_CATALOG, Build, Entry, TableCache
 from lakecore.query._disk import DEFAULT_DISK_BUDGET, DiskTier, default_root
 from lakecore.query._views import (
@@ -411,38 +411,53 @@ class QueryEngine:
         are pushed into Lance), plus the derived views and macros, plus the dataset versions
         named in ``refs`` (``["voc@1.0", "voc@1.0/annotations"]``). The connection is not
         read-only and not locked (``COPY … TO``, your own files, ``CREATE TABLE`` all work):
-        it is yours. Views live in this connection only, not in its cursors.
+        it is yours. Views live in this connection only, not in its cursors. A lone string is
+        one ref.
         """
         import duckdb
 
+        if not isinstance(refs, Iterable):
+            refs = [refs]  # refused just below
+        refs = [refs] if isinstance(refs, str) else list(refs)
+        bad = [r for r in refs if not isinstance(r, str)]
+        if bad:
+            raise ValidationError(
+                f"refs: expected 'name@version[/part]' strings, got {bad[0]!r}", field="refs"
+            )
         con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        for macro in MACROS:
-            con.execute(macro)
-        snapshot = self._core.snapshot()
-        for name in sorted(snapshot.pins):
-            register(con, name, snapshot.dataset(name))
-        for name, (_, deps) in DERIVED.items():
-            if name in snapshot.pins:
-                continue
-            sources = {k: quote_ident(v) for k, v in deps.items()}
-            con.execute(f"CREATE TEMP VIEW {name} AS {derived_sql(name, sources)}")
-        for text in refs:
-            ref = parse_ref(text)
-            if ref is None:
-                raise QueryError(f"{text!r} is not a dataset version (name@version[/part])", sql="")
-            handle = self._resolve(ref, snapshot)
-            if ref.part in _REF_PARTS:
-                register(con, text, getattr(handle, _REF_PARTS[ref.part])())
-            else:
-                base = "annotations" if ref.part == "boxes" else "datums"
-                inner = f"{ref.dataset}@{ref.version}/{base}"
-                if inner not in refs:
-                    register(con, inner, getattr(handle, _REF_PARTS[base])())
-                source = {"records" if base == "annotations" else "datums": quote_ident(inner)}
-                con.execute(
-                    f"CREATE TEMP VIEW {quote_ident(text)} AS {derived_sql(ref.part, source)}"
-                )
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            for macro in MACROS:
+                con.execute(macro)
+            snapshot = self._core.snapshot()
+            for name in sorted(snapshot.pins):
+                register(con, name, snapshot.dataset(name))
+            for name, (_, deps) in DERIVED.items():
+                if name in snapshot.pins:
+                    continue
+                sources = {k: quote_ident(v) for k, v in deps.items()}
+                con.execute(f"CREATE TEMP VIEW {name} AS {derived_sql(name, sources)}")
+            for text in refs:
+                ref = parse_ref(text)
+                if ref is None:
+                    raise QueryError(
+                        f"{text!r} is not a dataset version (name@version[/part])", sql=""
+                    )
+                handle = self._resolve(ref, snapshot)
+                if ref.part in _REF_PARTS:
+                    register(con, text, getattr(handle, _REF_PARTS[ref.part])())
+                else:
+                    base = "annotations" if ref.part == "boxes" else "datums"
+                    inner = f"{ref.dataset}@{ref.version}/{base}"
+                    if inner not in refs:
+                        register(con, inner, getattr(handle, _REF_PARTS[base])())
+                    source = {"records" if base == "annotations" else "datums": quote_ident(inner)}
+                    con.execute(
+                        f"CREATE TEMP VIEW {quote_ident(text)} AS {derived_sql(ref.part, source)}"
+                    )
+        except BaseException:
+            con.close()  # a bad ref: no half-made connection is left open
+            raise
         return con
 
     def polars(self, table: str) -> pl.LazyFrame:
@@ -453,6 +468,11 @@ class QueryEngine:
         """
         import polars as pl
 
+        if not isinstance(table, str):
+            raise ValidationError(
+                f"table: expected a table, view or 'name@version' name, got {table!r}",
+                field="table",
+            )
         snapshot = self._core.snapshot()
         if table in snapshot.pins:
             return pl.scan_pyarrow_dataset(snapshot.dataset(table))
