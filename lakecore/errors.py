@@ -34,6 +34,7 @@ __all__ = [
     "NotFoundError",
     "NotInstalledError",
     "ObjectNotFoundError",
+    "PayloadArgumentError",
     "PerformanceWarning",
     "PreconditionFailedError",
     "QueryError",
@@ -201,6 +202,14 @@ class SchemaMismatchError(SchemaError):
 
 class ValidationError(SchemaError):
     """Rows failed validation; ``details`` names the row and the field."""
+
+    code = "validation_error"
+
+
+class PayloadArgumentError(ValidationError, TypeError):
+    """An argument of the payload store (``lake.objects``) has the wrong type; ``details`` name
+    the ``field`` (and the ``row`` of a list item). Also a ``TypeError``, as a bad payload
+    raised before this class existed."""
 
     code = "validation_error"
 

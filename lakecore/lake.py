@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import operator
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -21,7 +23,7 @@ from lakecore.entities.assets import Assets
 from lakecore.entities.collections import Collections, Retentions
 from lakecore.entities.datums import Datums
 from lakecore.entities.summary import summary
-from lakecore.errors import ConfigError, LakeNotFoundError, StorageError
+from lakecore.errors import ConfigError, LakeNotFoundError, StorageError, ValidationError
 from lakecore.query import QueryEngine
 from lakecore.storage import (
     DEFAULT_LARGE_THRESHOLD,
@@ -32,9 +34,11 @@ from lakecore.storage import (
     parse,
 )
 from lakecore.storage._errors import storage_errors
+from lakecore.storage.options import check_options
 from lakecore.tables import TableStore, entity_specs
 from lakecore.tables.write import Compact, Op, Reindex
 from schemas import LakeInfo, MountConfig, MountKind
+from schemas._common import check_mount_name
 
 __all__ = ["FORMAT_VERSION", "Lake", "connect"]
 
@@ -94,8 +98,23 @@ class Lake:
         return self._catalog.snapshot()
 
     def snapshot_at(self, catalog_version: int) -> Snapshot:
-        """The consistent view of the lake as of an earlier catalog version."""
-        return self._catalog.snapshot_at(catalog_version)
+        """The consistent view of the lake as of an earlier catalog version.
+
+        Raises:
+            ValidationError: ``catalog_version`` is not an int >= 1 (``field="catalog_version"``).
+            VersionNotFoundError: the catalog has no such version (or it was cleaned up).
+        """
+        try:
+            version = operator.index(catalog_version)
+        except TypeError:
+            version = 0
+        if isinstance(catalog_version, bool) or version < 1:
+            raise ValidationError(
+                f"catalog_version must be an int >= 1 (a Snapshot's catalog_version), got "
+                f"{catalog_version!r}",
+                field="catalog_version",
+            )
+        return self._catalog.snapshot_at(version)
 
     def protect(self, catalog_version: int, pins: dict[str, int]) -> None:
         """Tag a catalog version and table versions so clean-up never removes them."""
@@ -121,7 +140,20 @@ class Lake:
 
         Nothing needs it for correctness (reads see committed rows at once); it is for timing,
         and for handing the lake's files to something else right after writing.
+
+        Raises:
+            ValidationError: ``timeout`` is not None nor a number of seconds >= 0.
         """
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not timeout >= 0  # NaN too
+        ):
+            raise ValidationError(
+                f"timeout must be None (wait for ever) or a number of seconds >= 0, got "
+                f"{timeout!r}",
+                field="timeout",
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         self._catalog.refresher.wait(timeout)
         if self._query is not None:
@@ -159,7 +191,19 @@ class Lake:
 
         Never removes what a committed dataset version, the current lake, an alias, a
         collection item or a retention holds, nor anything younger than ``grace``.
+
+        Raises:
+            ValidationError: ``grace`` is not a ``timedelta`` >= 0, or ``dry_run`` / ``compact``
+                is not a bool (nothing is removed).
         """
+        if not isinstance(grace, timedelta) or grace < timedelta(0):
+            raise ValidationError(
+                f"grace must be a datetime.timedelta >= 0 (e.g. timedelta(hours=1)), got {grace!r}",
+                field="grace",
+            )
+        for field, flag in (("dry_run", dry_run), ("compact", compact)):
+            if not isinstance(flag, bool):
+                raise ValidationError(f"{field} must be True or False, got {flag!r}", field=field)
         return gc_collect(
             self._catalog,
             self.objects,
@@ -259,12 +303,19 @@ def connect(
         storage_options: object-store options (``endpoint``, ``aws_access_key_id``, …; see
             ``lakecore.storage.options``), used for the lake and its folder mounts.
         create: create a new lake when none exists at ``uri``.
-        mounts: extra folder mounts to add, name -> URI (kept in ``lake.json``).
+        mounts: extra folder mounts to add, name -> URI (a str or path; kept in
+            ``lake.json``). Every mount is checked (name, URI, storage backend) before
+            ``lake.json`` is written: a bad one raises :class:`ConfigError` and changes nothing.
         lease_ttl: seconds after which a crashed writer's lease may be taken over.
         large_threshold: payloads of at least this many bytes are stored one object each.
         background_index: index the rows of a large write in a background commit right after
             it (the write returns sooner; :meth:`Lake.wait` waits for it). False: every commit
             indexes its rows itself before it returns.
+
+    Raises:
+        ConfigError: a bad argument (``uri``, ``storage_options``, ``mounts``, ``lease_ttl``,
+            ``large_threshold``; ``details["field"]`` names it). Nothing is created or changed.
+        LakeNotFoundError: no lake at ``uri`` and ``create=False``.
 
     Example:
         >>> import lakecore
@@ -273,19 +324,26 @@ def connect(
         >>> lake.objects.get(ref)
         b'hello'
     """
+    # every argument is checked before anything is read, created or written
     location = parse(uri)
+    check_options(storage_options)
+    _check_settings(lease_ttl, large_threshold)
+    added = None if mounts is None else _mount_configs(storage_options, mounts)
     info = _read_info(location, storage_options)
     if info is None:
         if not create:
             raise LakeNotFoundError(f"no lake at {location.given!r} (lake.json missing)")
-        info = _initialise(location, storage_options, LakeInfo())
+        fresh = LakeInfo()
+        if added:
+            fresh = _merge_mounts(fresh, added)
+        info = _initialise(location, storage_options, fresh)
     if info.format_version > FORMAT_VERSION:
         raise ConfigError(
             f"the lake at {location.given!r} has format {info.format_version}, newer than this "
             f"lakecore ({FORMAT_VERSION}): upgrade lakecore"
         )
-    if mounts:
-        info = _add_mounts(location, storage_options, info, mounts)
+    if added:
+        info = _add_mounts(location, storage_options, info, added)
     lake = Lake(
         location,
         info,
@@ -301,20 +359,108 @@ def connect(
     return lake
 
 
-def _add_mounts(
-    location: LakeUri, options: StorageOptions | None, info: LakeInfo, mounts: Mapping[str, str]
-) -> LakeInfo:
+def _check_settings(lease_ttl: object, large_threshold: object) -> None:
+    """Refuse a ``lease_ttl`` or ``large_threshold`` that is not a positive number."""
+    if (
+        isinstance(lease_ttl, bool)
+        or not isinstance(lease_ttl, (int, float))
+        or not 0 < lease_ttl < math.inf
+    ):
+        raise ConfigError(
+            f"lease_ttl must be a number of seconds > 0 (e.g. 30.0), got {lease_ttl!r}",
+            field="lease_ttl",
+        )
+    if isinstance(large_threshold, bool) or not isinstance(large_threshold, int):
+        raise ConfigError(
+            f"large_threshold must be an int number of bytes >= 1, got {large_threshold!r}",
+            field="large_threshold",
+        )
+    if large_threshold < 1:
+        raise ConfigError(
+            f"large_threshold must be >= 1 byte, got {large_threshold}", field="large_threshold"
+        )
+
+
+_MOUNTS_HINT = "pass mounts as a dict of name -> folder URI, e.g. {'raw': 's3://bucket/raw'}"
+
+
+def _mount_configs(options: StorageOptions | None, mounts: object) -> dict[str, MountConfig]:
+    """Check the ``mounts`` argument of :func:`connect` and return its mount configurations.
+
+    Every name must be a valid mount name and every URI a str or path that parses (a local path,
+    ``file://``, ``s3://bucket[/prefix]``, ``gs://…``, ``az://…``, ``memory://name``) and whose
+    storage backend is installed. Storage is not contacted.
+
+    Raises:
+        ConfigError: naming the mount and what is accepted.
+    """
+    if not isinstance(mounts, Mapping):
+        raise ConfigError(
+            f"mounts must be a dict, got type {type(mounts).__name__} ({mounts!r}): {_MOUNTS_HINT}",
+            field="mounts",
+        )
+    out: dict[str, MountConfig] = {}
+    for name, uri in mounts.items():
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"mount name {name!r} is of type {type(name).__name__}, not a str: {_MOUNTS_HINT}",
+                field="mounts",
+                mount=repr(name),
+            )
+        try:
+            check_mount_name(name)
+        except ValueError as exc:
+            raise ConfigError(str(exc), field="mounts", mount=name) from None
+        if not isinstance(uri, (str, os.PathLike)):
+            raise ConfigError(
+                f"mount {name!r}: its URI must be a str or a path (a local folder, "
+                f"s3://bucket/prefix, gs://…, az://… or memory://name), got type "
+                f"{type(uri).__name__} ({uri!r})",
+                field="mounts",
+                mount=name,
+            )
+        try:
+            filesystem(parse(uri), options)  # the backend is installed (nothing is contacted)
+        except ConfigError as exc:
+            raise ConfigError(f"mount {name!r}: {exc}", field="mounts", mount=name) from None
+        out[name] = MountConfig(kind=MountKind.FOLDER, uri=os.fspath(uri))
+    return out
+
+
+def _merge_mounts(info: LakeInfo, added: Mapping[str, MountConfig]) -> LakeInfo:
+    """``info`` with the ``added`` mounts (checked: no name may change its configuration)."""
     new = dict(info.mounts)
-    for name, mount_uri in mounts.items():
-        cfg = MountConfig(kind=MountKind.FOLDER, uri=str(mount_uri))
+    for name, cfg in added.items():
         if name in new and new[name] != cfg:
-            raise ConfigError(f"mount {name!r} exists with another configuration: {new[name]}")
+            old = new[name]
+            was = "the lake's own payload store" if old.kind is MountKind.LAKE else repr(old.uri)
+            raise ConfigError(
+                f"mount {name!r} exists already as {was}: a mount cannot be re-pointed; pick "
+                "another name",
+                field="mounts",
+                mount=name,
+            )
         new[name] = cfg
     if new == info.mounts:
         return info
-    info = info.model_copy(update={"mounts": new})
-    LakeInfo.model_validate(info.model_dump())
+    try:
+        return LakeInfo.model_validate({**info.model_dump(), "mounts": new})
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(f"bad mounts: {exc}", field="mounts") from None
+
+
+def _add_mounts(
+    location: LakeUri,
+    options: StorageOptions | None,
+    info: LakeInfo,
+    added: Mapping[str, MountConfig],
+) -> LakeInfo:
+    """Add checked mounts (see :func:`_mount_configs`) to ``lake.json``; a no-op when it has
+    them already. Every check runs before ``lake.json`` is rewritten."""
+    merged = _merge_mounts(info, added)
+    if merged is info:
+        return info
     fs = filesystem(location, options)
     with storage_errors("updating lake.json"):
-        fs.pipe_file(location.child("lake.json").uri, info.model_dump_json(indent=2).encode())
-    return info
+        fs.pipe_file(location.child("lake.json").uri, merged.model_dump_json(indent=2).encode())
+    return merged

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ from lakecore.errors import (
     LakecoreError,
     StorageError,
     TableNotFoundError,
+    ValidationError,
     VersionNotFoundError,
 )
 from lakecore.storage import LakeUri, Lease
@@ -125,13 +127,113 @@ class Snapshot:
         filter: str | None = None,
         with_row_id: bool = False,
     ) -> pa.Table:
-        """Read (part of) a table at its pinned version (``with_row_id``: add ``_rowid``)."""
-        cols = None if columns is None else list(columns)
-        return self.dataset(name).to_table(columns=cols, filter=filter, with_row_id=with_row_id)
+        """Read (part of) a table at its pinned version (``with_row_id``: add ``_rowid``).
+
+        Args:
+            columns: a list of column names (``None``: all); a lone ``str`` is one column
+                (``"asset_id"`` reads ``["asset_id"]``), as elsewhere in lakecore.
+            filter: a Lance SQL predicate, e.g. ``"kind = 'image'"``.
+
+        Raises:
+            ValidationError: ``columns`` is not a list of the table's column names (the message
+                lists them), or ``filter`` is not a str or does not parse or plan against the
+                table (``details["field"]`` is ``"columns"`` or ``"filter"``).
+            TableNotFoundError: the lake has no table ``name``.
+        """
+        ds = self.dataset(name)
+        with _scan_input(ds, name, columns, filter) as cols:
+            return ds.to_table(columns=cols, filter=filter, with_row_id=with_row_id)
 
     def count(self, name: str, filter: str | None = None) -> int:
-        """Count a table's rows (matching ``filter``) at its pinned version."""
-        return int(self.dataset(name).count_rows(filter=filter))
+        """Count a table's rows (matching ``filter``) at its pinned version.
+
+        Raises:
+            ValidationError: ``filter`` is not a str or does not parse or plan against the
+                table (``field="filter"``).
+            TableNotFoundError: the lake has no table ``name``.
+        """
+        ds = self.dataset(name)
+        with _scan_input(ds, name, None, filter):
+            return int(ds.count_rows(filter=filter))
+
+
+_LANCE_INPUT = "Invalid user input"
+"""How Lance's messages for a bad projection or filter begin (it raises them as ValueError, or
+OSError from ``count_rows``); I/O errors never do, and are left alone."""
+_ROW_COLUMNS = frozenset(
+    {"_rowid", "_rowaddr", "_rowoffset", "_row_created_at_version", "_row_last_updated_at_version"}
+)
+"""Columns Lance adds to any table on request."""
+
+
+@contextlib.contextmanager
+def _scan_input(
+    ds: LanceDataset, table: str, columns: object, filter: object
+) -> Iterator[list[str] | None]:
+    """Check a scan's ``columns`` and ``filter`` (yields the columns as a list; a lone ``str``
+    is one column) and turn Lance's "invalid user input" errors about them into
+    :class:`ValidationError`.
+
+    Unknown or repeated columns are diagnosed only after Lance refused the scan, so nothing
+    Lance accepts (``_rowid``, nested ``"storage.key"``) is refused here and a good scan pays
+    nothing.
+    """
+    cols: list[str] | None = None
+    if isinstance(columns, str):
+        cols = [columns]
+    elif columns is not None:
+        if isinstance(columns, bytes) or not isinstance(columns, Iterable):
+            raise ValidationError(
+                f"columns must be a list of column names (e.g. ['asset_id']), got {columns!r}",
+                field="columns",
+            )
+        cols = list(columns)
+        bad = [c for c in cols if not isinstance(c, str)]
+        if bad:
+            raise ValidationError(
+                f"columns must be column names (str), got {bad[0]!r} of type "
+                f"{type(bad[0]).__name__}",
+                field="columns",
+            )
+    if filter is not None and not isinstance(filter, str):
+        raise ValidationError(
+            f"filter must be a Lance SQL predicate (str, e.g. \"kind = 'image'\") or None, got "
+            f"{filter!r}",
+            field="filter",
+        )
+    try:
+        yield cols
+    except (ValueError, OSError) as exc:
+        text = str(exc)
+        if not text.startswith(_LANCE_INPUT):
+            raise
+        reason = re.sub(r",\s*/\S+\.rs:\d+:\d+", "", text).removeprefix(_LANCE_INPUT + ": ")
+        names = ds.schema.names
+        if cols is not None:
+            dup = next((c for i, c in enumerate(cols) if c in cols[:i]), None)
+            unknown = [c for c in cols if c.split(".")[0] not in names and c not in _ROW_COLUMNS]
+            if unknown or dup is not None or filter is None:
+                what = (
+                    f"has no column(s) {unknown}"
+                    if unknown
+                    else f"got column {dup!r} twice"
+                    if dup is not None
+                    else f"cannot read columns {cols} ({reason})"
+                )
+                raise ValidationError(
+                    f"columns: table {table!r} {what}; its columns are {names}",
+                    field="columns",
+                    table=table,
+                ) from exc
+        if filter is None:
+            raise
+        raise ValidationError(
+            f"bad filter {filter!r} on table {table!r}: {reason}. Write a Lance SQL predicate "
+            f"over the table's columns {names}, e.g. \"kind = 'image'\"",
+            field="filter",
+            table=table,
+            filter=filter,
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import fsspec
 from lakecore.errors import ConfigError, NotInstalledError
 from lakecore.storage.uri import LakeUri
 
-__all__ = ["StorageOptions", "filesystem", "lance_options"]
+__all__ = ["StorageOptions", "check_options", "filesystem", "lance_options"]
 
 StorageOptions = Mapping[str, str]
 
@@ -42,19 +42,33 @@ _S3_KEYS = {
 }
 
 
-def _check(options: StorageOptions | None) -> dict[str, str]:
-    opts = dict(options or {})
+def check_options(options: StorageOptions | None) -> dict[str, str]:
+    """Return the storage options as a plain dict after checking they are ``str -> str``.
+
+    Raises:
+        ConfigError: ``options`` is not a mapping, or a key or value is not a str.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(
+            f"storage_options must be a dict of str -> str (e.g. {{'region': 'us-east-1'}}), "
+            f"got type {type(options).__name__}",
+            field="storage_options",
+        )
+    opts = dict(options)
     for key, value in opts.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise ConfigError(
-                f"storage option {key!r}={value!r} must be str -> str (e.g. allow_http='true')"
+                f"storage option {key!r}={value!r} must be str -> str (e.g. allow_http='true')",
+                field="storage_options",
             )
     return opts
 
 
 def lance_options(options: StorageOptions | None) -> dict[str, str] | None:
     """Return the options to pass to Lance (``None`` when empty)."""
-    opts = _check(options)
+    opts = check_options(options)
     return opts or None
 
 
@@ -80,7 +94,7 @@ def filesystem(location: LakeUri, options: StorageOptions | None) -> fsspec.Abst
         ConfigError: an option has the wrong type.
         NotInstalledError: the scheme's fsspec backend (gcsfs, adlfs) is not installed.
     """
-    opts = _check(options)
+    opts = check_options(options)
     if location.is_local:
         return fsspec.filesystem("file", auto_mkdir=True)
     if location.scheme == "s3":

@@ -23,7 +23,7 @@ import itertools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Union
@@ -36,8 +36,10 @@ from lakecore.errors import (
     ConfigError,
     MountNotFoundError,
     ObjectNotFoundError,
+    PayloadArgumentError,
     PreconditionFailedError,
     StorageError,
+    ValidationError,
 )
 from lakecore.storage._errors import storage_errors
 from lakecore.storage.options import StorageOptions, filesystem, lance_options
@@ -202,6 +204,69 @@ class StoredPayloads:
         ]
 
 
+_SOURCES = (
+    "bytes, a file path or a binary stream (bytes, bytearray or memoryview; a local path as str "
+    "or os.PathLike; or an open file / object with .read())"
+)
+_REF_HINT = (
+    "pass a StorageRef, as returned by put(), put_many() or register() "
+    "(StorageRef.model_validate(d) rebuilds one from its dict)"
+)
+
+
+def _where(field: str, row: int | None) -> dict[str, Any]:
+    return {"field": field} if row is None else {"field": field, "row": row}
+
+
+def _is_source(value: object) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview, str, os.PathLike)) or hasattr(
+        value, "read"
+    )
+
+
+def _bad_source(field: str, value: object, row: int | None = None) -> PayloadArgumentError:
+    at = field if row is None else f"{field}[{row}]"
+    return PayloadArgumentError(
+        f"cannot put {at} of type {type(value).__name__}: pass {_SOURCES}", **_where(field, row)
+    )
+
+
+def _check_ref(ref: object, field: str = "ref", row: int | None = None) -> None:
+    if not isinstance(ref, StorageRef):
+        at = field if row is None else f"{field}[{row}]"
+        raise PayloadArgumentError(
+            f"{at} is of type {type(ref).__name__}, not a StorageRef: {_REF_HINT}",
+            **_where(field, row),
+        )
+
+
+def _check_key(key: object, field: str = "key", row: int | None = None) -> None:
+    if key is not None and not isinstance(key, str):
+        at = field if row is None else f"{field}[{row}]"
+        raise PayloadArgumentError(
+            f"{at} must be an object key (str, e.g. 'images/cat.jpg') or None, got type "
+            f"{type(key).__name__}",
+            **_where(field, row),
+        )
+
+
+def _source_list(sources: object) -> list[PayloadSource]:
+    """``sources`` as a list, refusing one payload passed where a list of payloads belongs."""
+    if _is_source(sources):
+        raise PayloadArgumentError(
+            f"sources is one payload (of type {type(sources).__name__}), not a list of payloads: "
+            "pass a list (e.g. [data]) or use put() for one payload",
+            field="sources",
+        )
+    if not isinstance(sources, Iterable) or isinstance(sources, Mapping):
+        raise PayloadArgumentError(
+            f"sources must be a list of payloads, got type {type(sources).__name__}: each payload "
+            f"is {_SOURCES}",
+            field="sources",
+        )
+    return list(sources)
+
+
 def _as_stream(source: PayloadSource) -> tuple[IO[bytes], int | None, bool]:
     """Return (stream, size if known, whether we opened it)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -214,9 +279,7 @@ def _as_stream(source: PayloadSource) -> tuple[IO[bytes], int | None, bool]:
         return path.open("rb"), path.stat().st_size, True
     if hasattr(source, "read"):
         return source, None, False
-    raise TypeError(
-        f"cannot put a {type(source).__name__}: pass bytes, a file path or a binary stream"
-    )
+    raise _bad_source("source", source)
 
 
 class BlobRanges:
@@ -728,7 +791,14 @@ class PayloadStore:
                 self._mounts[name] = _BlobMount(name, root, options, large_threshold)
             else:
                 assert cfg.uri is not None
-                self._mounts[name] = _FolderMount(name, cfg.uri, options, cfg.read_only)
+                try:
+                    self._mounts[name] = _FolderMount(name, cfg.uri, options, cfg.read_only)
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"mount {name!r} of lake.json is unusable: {exc}; fix its uri in "
+                        "lake.json or remove the mount",
+                        mount=name,
+                    ) from exc
 
     def create(self) -> None:
         """Create the blob tables of the lake mounts (idempotent)."""
@@ -742,7 +812,18 @@ class PayloadStore:
         return {name: m.kind for name, m in self._mounts.items()}
 
     def mount(self, name: str | None) -> _Mount:
-        """Return the mount called ``name`` (the default mount when None)."""
+        """Return the mount called ``name`` (the default mount when None).
+
+        Raises:
+            ValidationError: ``name`` is not a str nor None (``field="mount"``).
+            MountNotFoundError: the lake has no such mount.
+        """
+        if name is not None and not isinstance(name, str):
+            raise PayloadArgumentError(
+                f"mount must be a mount name (str) or None for the default mount, got type "
+                f"{type(name).__name__}; this lake has {sorted(self._mounts)}",
+                field="mount",
+            )
         key = name or self.default_mount
         try:
             return self._mounts[key]
@@ -761,7 +842,13 @@ class PayloadStore:
             source: bytes, a local file path, or a readable binary stream.
             mount: the target mount (default mount when None).
             key: an explicit object key (folder mounts only).
+
+        Raises:
+            ValidationError: an argument of the wrong type (``details["field"]`` names it).
         """
+        if not _is_source(source):
+            raise _bad_source("source", source)
+        _check_key(key)
         return self.put_many([source], mount=mount, keys=[key] if key else None)[0]
 
     def put_many(
@@ -776,6 +863,11 @@ class PayloadStore:
 
         Small payloads bound for the lake mount are written in batches of up to 256 MiB, one
         Lance commit per batch; duplicates (in the batch or already stored) are written once.
+
+        Raises:
+            ValidationError: ``sources`` is not a list of payloads, or ``keys`` not one key (or
+                None) per payload; ``details`` name the ``field`` and the ``row``. Nothing is
+                written.
         """
         return self.put_columns(sources, mount=mount, keys=keys, progress=progress).refs()
 
@@ -790,15 +882,36 @@ class PayloadStore:
         """:meth:`put_many` returning columns instead of one ``StorageRef`` per payload.
 
         For bulk writers (``assets.add_many``): building 10,000 ``StorageRef`` objects costs
-        more than hashing their 4 KiB payloads.
+        more than hashing their 4 KiB payloads. Raises as :meth:`put_many`.
         """
         target = self.mount(mount)
-        if keys is not None and isinstance(target, _BlobMount) and any(keys):
-            raise ConfigError("explicit keys are for folder mounts; the lake mount is by sha256")
-        sources = list(sources)
+        sources = _source_list(sources)
         total = len(sources)
-        if keys is not None and len(keys) != total:
-            raise ValueError(f"got {len(keys)} keys for {total} payloads")
+        if keys is not None:
+            if not isinstance(keys, Sequence) or isinstance(keys, (str, bytes)):
+                raise PayloadArgumentError(
+                    f"keys must be a list of object keys (str or None), one per payload, got type "
+                    f"{type(keys).__name__}",
+                    field="keys",
+                )
+            if len(keys) != total:
+                raise ValidationError(
+                    f"got {len(keys)} keys for {total} payloads: pass one key (or None) per "
+                    "payload, or keys=None",
+                    field="keys",
+                )
+            for i, k in enumerate(keys):
+                _check_key(k, "keys", i)
+            if isinstance(target, _BlobMount) and any(keys):
+                raise ConfigError(
+                    "explicit keys are for folder mounts; the lake mount is by sha256"
+                )
+        if progress is not None and not callable(progress):
+            raise PayloadArgumentError(
+                f"progress must be a callable (done, total) or None, got type "
+                f"{type(progress).__name__}",
+                field="progress",
+            )
         out = StoredPayloads(target.name, total)
         pending = _Staged()
         done = 0
@@ -822,6 +935,9 @@ class PayloadStore:
             assert isinstance(target, _BlobMount)
             self._put_all_small(target, sources, out, progress)  # type: ignore[arg-type]
             return out
+        for i, source in enumerate(sources):  # refuse a bad item before anything is written
+            if not _is_source(source):
+                raise _bad_source("sources", source, i)
         for i, source in enumerate(sources):
             if blob and isinstance(source, bytes) and len(source) < small:
                 pending.add(i, source)  # the common case: no stream, no copy
@@ -887,27 +1003,80 @@ class PayloadStore:
         """Reference an object that already lives under a folder mount, without copying it.
 
         Its sha256 is computed once by streaming the object (memory stays flat).
+
+        Raises:
+            ValidationError: ``mount`` or ``key`` is not a str, or ``key`` is empty.
         """
+        if not isinstance(mount, str):
+            raise PayloadArgumentError(
+                f"mount must be the name (str) of a folder mount, got type {type(mount).__name__}",
+                field="mount",
+            )
+        _check_key(key)
+        if not key:
+            raise PayloadArgumentError(
+                "key must name an object under the mount (e.g. 'images/cat.jpg'), got None or ''",
+                field="key",
+            )
         target = self.mount(mount)
         if not isinstance(target, _FolderMount):
             raise ConfigError(f"mount {mount!r} is the lake's own store: use put(), not register()")
         return target.hash(key)
 
     def copy(self, ref: StorageRef, mount: str, *, key: str | None = None) -> StorageRef:
-        """Copy a payload to another mount (streamed); return the new reference."""
+        """Copy a payload to another mount (streamed); return the new reference.
+
+        Raises:
+            ValidationError: ``ref`` is not a StorageRef, or ``mount`` / ``key`` not a str.
+        """
+        _check_ref(ref)
+        if not isinstance(mount, str):
+            raise PayloadArgumentError(
+                "mount must be the name (str) of the target mount, got type "
+                f"{type(mount).__name__}",
+                field="mount",
+            )
+        self.mount(mount)  # the target exists, before the source is opened
+        _check_key(key)
         with self.open(ref) as src:
             return self.put(src, mount=mount, key=key)
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, ref: StorageRef) -> bytes:
-        """Return a payload's bytes."""
+        """Return a payload's bytes.
+
+        Raises:
+            ValidationError: ``ref`` is not a StorageRef (``field="ref"``).
+            ObjectNotFoundError: the payload is not stored where ``ref`` points.
+        """
+        _check_ref(ref)
         return self.get_many([ref])[0]
 
     def get_many(self, refs: Sequence[StorageRef]) -> list[bytes]:
-        """Return many payloads' bytes in input order, with one lookup per mount."""
+        """Return many payloads' bytes in input order, with one lookup per mount.
+
+        Raises:
+            ValidationError: ``refs`` is not a list of StorageRef (``field="refs"``, ``row``).
+            ObjectNotFoundError: a payload is not stored where its reference points.
+        """
+        if not isinstance(refs, Sequence):
+            if isinstance(refs, StorageRef) or not isinstance(refs, Iterable):
+                raise PayloadArgumentError(
+                    f"refs must be a list of StorageRef, got type {type(refs).__name__}: "
+                    f"{_REF_HINT} (get() reads one)",
+                    field="refs",
+                )
+            refs = list(refs)
+        elif isinstance(refs, (str, bytes)):
+            raise PayloadArgumentError(
+                f"refs must be a list of StorageRef, got type {type(refs).__name__}: {_REF_HINT}",
+                field="refs",
+            )
         out: list[bytes | None] = [None] * len(refs)
         by_mount: dict[str, list[int]] = {}
         for i, ref in enumerate(refs):
+            if not isinstance(ref, StorageRef):
+                _check_ref(ref, "refs", i)
             by_mount.setdefault(ref.mount, []).append(i)
         for name, idx in by_mount.items():
             for i, data in zip(
@@ -917,15 +1086,30 @@ class PayloadStore:
         return [b for b in out if b is not None]
 
     def open(self, ref: StorageRef) -> BinaryIO:
-        """Open a payload as a seekable binary file without reading it whole."""
+        """Open a payload as a seekable binary file without reading it whole.
+
+        Raises:
+            ValidationError: ``ref`` is not a StorageRef (``field="ref"``).
+        """
+        _check_ref(ref)
         return self.mount(ref.mount).open(ref)
 
     def exists(self, ref: StorageRef) -> bool:
-        """True when the payload is stored where ``ref`` points."""
+        """True when the payload is stored where ``ref`` points.
+
+        Raises:
+            ValidationError: ``ref`` is not a StorageRef (``field="ref"``).
+        """
+        _check_ref(ref)
         return self.mount(ref.mount).exists_many([ref])[0]
 
     def head(self, ref: StorageRef) -> StorageRef:
-        """Return the reference with the size storage reports (raises if the payload is gone)."""
+        """Return the reference with the size storage reports (raises if the payload is gone).
+
+        Raises:
+            ValidationError: ``ref`` is not a StorageRef (``field="ref"``).
+        """
+        _check_ref(ref)
         size = self.mount(ref.mount).size(ref)
         return ref.model_copy(update={"size": size})
 

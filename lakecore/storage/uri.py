@@ -62,9 +62,21 @@ def parse(uri: str | os.PathLike[str]) -> LakeUri:
     """Parse a user-given location into a :class:`LakeUri`.
 
     Raises:
-        ConfigError: the URI is empty or uses a scheme lakecore does not support.
+        ConfigError: the URI is not a str or path, is empty, or uses a scheme lakecore does not
+            support.
     """
-    text = os.fspath(uri).strip()
+    if not isinstance(uri, (str, os.PathLike)):
+        raise ConfigError(
+            f"a lake URI must be a str or a path, got type {type(uri).__name__} ({uri!r}): pass a "
+            "folder path, s3://bucket/prefix or memory://name",
+            field="uri",
+        )
+    raw = os.fspath(uri)
+    if not isinstance(raw, str):
+        raise ConfigError(
+            f"a lake URI must be text, got the bytes path {raw!r}: pass it as a str", field="uri"
+        )
+    text = raw.strip()
     if not text:
         raise ConfigError("empty lake URI: pass a folder path, s3://bucket/prefix or memory://name")
     match = _SCHEME.match(text)
