@@ -10,6 +10,7 @@ import argparse
 import io
 import math
 import random
+import shlex
 import sys
 from typing import Any
 
@@ -140,10 +141,23 @@ def build(lake: lakecore.Lake, n: int, seed: int = 0) -> lakecore.Lake:
     return lake
 
 
+def _positive(text: str) -> int:
+    """An ``--images`` count: a whole number >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lake", default="./demo-lake")
-    parser.add_argument("--images", type=int, default=48)
+    parser = argparse.ArgumentParser(prog="python -m lakecore.demo", description=__doc__)
+    parser.add_argument("--lake", default="./demo-lake", help="lake folder (or URI) to fill")
+    parser.add_argument(
+        "--images", type=_positive, default=48, help="synthetic images to draw (>= 1)"
+    )
     args = parser.parse_args(argv)
     lake = lakecore.connect(args.lake)
     if lake.datasets.exists("shapes", "1.0.0"):
@@ -179,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     png = version.payloads([first])[0]
     is_png = png.startswith(PNG_MAGIC)
     print(f"payload of {first}: {len(png)} bytes, PNG: {is_png}")
+    where = shlex.quote(str(args.lake))
+    print(f"look at it from the shell: lakecore info --lake {where}")
+    print(f"  or: export LAKECORE_LAKE={where}; lakecore datasets show shapes@prod")
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from lakecore.cli._common import (
     DEFAULT_LAKE,
@@ -19,8 +20,11 @@ from lakecore.cli._common import (
     OptionsOpt,
     console,
     emit,
+    fail,
     open_lake,
+    plural,
     progress_bar,
+    writing,
 )
 
 __all__ = ["export_app", "import_app"]
@@ -36,9 +40,7 @@ export_app = typer.Typer(
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")]
 VersionOpt = Annotated[str, typer.Option("--version", "-v", help="Dataset version to commit.")]
-ExportVersionOpt = Annotated[
-    str, typer.Option("--version", "-v", help="Version or tag to export (default: latest).")
-]
+ExportVersionOpt = Annotated[str, typer.Option("--version", "-v", help="Version or tag to export.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder to write into (created).")]
 
 _STAGES = {
@@ -57,23 +59,56 @@ def _bars(as_json: bool) -> Iterator[Callable[[str, int, int | None], None] | No
     if as_json:
         yield None
         return
-    with progress_bar() as bar:
-        tasks: dict[str, Any] = {}
+    bar = progress_bar()
+    tasks: dict[str, Any] = {}
 
-        def update(stage: str, done: int, total: int | None) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+    def update(stage: str, done: int, total: int | None) -> None:
+        if not tasks:  # started with the first stage: an early error prints nothing else
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no records"
+
+
+def _headline(result: Any) -> str:
+    """The first line of an import summary or export result, counts pluralized."""
+    r = result
+    if hasattr(r, "datums"):  # ImportSummary
+        return (
+            f"imported {r.ref}: {plural(r.datums, 'datum')}, {plural(r.assets, 'asset')} "
+            f"({plural(r.images, 'image')}, {plural(r.masks, 'mask')}), "
+            f"{plural(r.records, 'record')} ({_kinds(r.counts)})"
+        )
+    if hasattr(r, "out_dir"):  # ExportResult
+        return (
+            f"exported {r.ref} as {r.format} to {r.out_dir}: {plural(r.images, 'image')}, "
+            f"{plural(r.files, 'file')}, {_kinds(r.records)}"
+        )
+    return str(r).splitlines()[0]
 
 
 def _render(result: Any) -> None:
     lines = str(result).splitlines()
-    console.print(f"[bold green]{lines[0]}[/]")
+    console.print(f"[bold green]{escape(_headline(result))}[/]", soft_wrap=True, highlight=False)
     for line in lines[1:]:
         style = "yellow" if line.startswith("warning") else "dim"
-        console.print(f"[{style}]{line}[/]")
+        console.print(f"[{style}]{escape(line)}[/]", soft_wrap=True, highlight=False)
+
+
+def _out_dir(out: Path) -> None:
+    """Refuse an ``--out`` that exists and is not a folder."""
+    if out.exists() and not out.is_dir():
+        fail(f"cannot write {out}: not a directory (--out names a folder to write into)")
 
 
 # -- import ------------------------------------------------------------------------------------
@@ -149,6 +184,7 @@ def import_coco_cmd(
             split=split,
             progress=progress,
         )
+    summary.notes = [n.replace("pass split= to", "pass --split to") for n in summary.notes]
     emit(summary.to_dict(), as_json, lambda _: _render(summary))
 
 
@@ -190,8 +226,9 @@ def export_coco_cmd(
     """Export a dataset version as COCO JSON (instances, keypoints, captions) + images."""
     from lakecore.exporters.coco import export_coco
 
+    _out_dir(out)
     opened = open_lake(lake, option)
-    with _bars(as_json) as progress:
+    with _bars(as_json) as progress, writing(out):
         result = export_coco(opened, dataset, out, version, copy_images=images, progress=progress)
     emit(result.to_dict(), as_json, lambda _: _render(result))
 
@@ -208,8 +245,9 @@ def export_voc_cmd(
     """Export a dataset version as a Pascal VOC tree (XML, PNG masks, image lists)."""
     from lakecore.exporters.voc import export_pascal_voc
 
+    _out_dir(out)
     opened = open_lake(lake, option)
-    with _bars(as_json) as progress:
+    with _bars(as_json) as progress, writing(out):
         result = export_pascal_voc(opened, dataset, out, version, progress=progress)
     emit(result.to_dict(), as_json, lambda _: _render(result))
 
@@ -229,8 +267,9 @@ def export_yolo_cmd(
 
     if task not in ("detect", "segment"):
         raise typer.BadParameter("--task must be detect or segment")
+    _out_dir(out)
     opened = open_lake(lake, option)
-    with _bars(as_json) as progress:
+    with _bars(as_json) as progress, writing(out):
         result = export_yolo(
             opened,
             dataset,

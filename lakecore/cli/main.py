@@ -6,18 +6,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lakecore.cli._common import (
     DEFAULT_LAKE,
     JsonOpt,
+    LakecoreGroup,
     LakeOpt,
     OptionsOpt,
     console,
     emit,
-    err_console,
+    error_message,
     open_lake,
+    print_error,
     progress_bar,
+    writing,
 )
 from lakecore.cli.datasets import datasets_app
 from lakecore.cli.datasets import gc as gc_command
@@ -31,6 +35,7 @@ app = typer.Typer(
     help="lakecore: payloads, assets, annotations and dataset versions on Lance.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=LakecoreGroup,
 )
 
 
@@ -56,7 +61,8 @@ def info(lake: LakeOpt = DEFAULT_LAKE, option: OptionsOpt = None, as_json: JsonO
             f"catalog v{d['catalog_version']})"
         )
         for name, m in d["mounts"].items():
-            console.print(f"  mount {name}: {m['kind']} {m['uri'] or ''}")
+            where = f" {m['uri']}" if m["uri"] else " (payloads in the lake's own blob table)"
+            console.print(f"  mount {name}: {m['kind']}{where}")
         table = Table("table", "rows", "version")
         for name, t in d["tables"].items():
             table.add_row(name, str(t["rows"]), str(t["version"]))
@@ -77,7 +83,12 @@ def put(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Store files as payloads (content-addressed) and print their references."""
+    """Store files as payloads (content-addressed) and print their references.
+
+    A payload is kept only while an asset references it: lakecore gc removes
+    unreferenced payloads once they are older than its grace period.
+    To keep files, add them as assets: lakecore assets add FILE…
+    """
     opened = open_lake(lake, option)
     with progress_bar() as bar:
         task = bar.add_task("putting", total=len(files))
@@ -87,10 +98,17 @@ def put(
     rows = [{"file": str(f), **r.model_dump()} for f, r in zip(files, refs, strict=True)]
 
     def render(rs: list[dict[str, Any]]) -> None:
-        table = Table("file", "mount", "key", "size")
-        for r in rs:
-            table.add_row(r["file"], r["mount"], r["key"], str(r["size"]))
-        console.print(table)
+        for r in rs:  # one line each, never wrapped: the key is what lakecore get takes
+            console.print(
+                f"{escape(r['file'])}: {r['key']} (mount {r['mount']}, {r['size']} bytes)",
+                soft_wrap=True,
+                highlight=False,
+            )
+        console.print(
+            "[dim]no asset references these payloads: gc removes them once older than its"
+            " grace period (lakecore assets add FILE… stores files as assets to keep them)[/]",
+            soft_wrap=True,
+        )
 
     emit(rows, as_json, render)
 
@@ -102,6 +120,7 @@ def get(
     lake: LakeOpt = DEFAULT_LAKE,
     option: OptionsOpt = None,
     mount: Annotated[str | None, typer.Option(help="Mount of the payload.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write a payload's bytes to a file (streamed)."""
     from schemas import StorageRef
@@ -111,10 +130,15 @@ def get(
     if len(sha) != 64:
         raise typer.BadParameter(f"{key!r} is not a content-addressed key (…/<sha256>)")
     ref = StorageRef(mount=mount or opened.info.default_mount, key=key, sha256=sha, size=0)
-    with opened.objects.open(ref) as src, out.open("wb") as dst:
+    size = 0
+    with opened.objects.open(ref) as src, writing(out), out.open("wb") as dst:
         while chunk := src.read(8 << 20):
-            dst.write(chunk)
-    console.print(f"wrote {out}")
+            size += dst.write(chunk)
+    emit(
+        {"key": key, "mount": ref.mount, "out": str(out), "size": size},
+        as_json,
+        lambda d: console.print(f"wrote {d['out']} ({d['size']} bytes)", soft_wrap=True),
+    )
 
 
 app.command("summary")(summary_command)
@@ -128,11 +152,17 @@ app.add_typer(export_app, name="export")
 
 
 def main() -> None:
-    """Entry point: run the app, turning lakecore errors into one clear line and exit code 1."""
+    """Entry point: run the app, turning lakecore errors into one clear line and exit code 1.
+
+    (The root group already does this for every command; this catches the rest, e.g. errors
+    raised while parsing options.)
+    """
     try:
         app()
-    except LakecoreError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+    except BrokenPipeError:
+        raise
+    except (LakecoreError, OSError) as exc:
+        print_error(error_message(exc))
         raise SystemExit(1) from None
 
 

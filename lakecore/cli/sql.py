@@ -20,7 +20,9 @@ from lakecore.cli._common import (
     console,
     err_console,
     open_lake,
+    print_error,
     print_table,
+    writing,
 )
 from lakecore.errors import LakecoreError
 from lakecore.lake import Lake
@@ -92,36 +94,40 @@ def _write(reader: pa.RecordBatchReader, fmt: Format, out: Path | None, limit: i
             raise typer.BadParameter("--format parquet needs --out FILE")
         import pyarrow.parquet as pq
 
-        with pq.ParquetWriter(out, reader.schema) as writer:
+        with writing(out), pq.ParquetWriter(out, reader.schema) as writer:
             for batch in reader:
                 writer.write_batch(batch)
-        err_console.print(f"wrote {out}")
+        err_console.print(f"wrote {out}", soft_wrap=True, highlight=False)
         return
-    stream: IO[Any] = out.open("wb") if out is not None else sys.stdout.buffer
-    try:
-        if fmt is Format.CSV:
-            import pyarrow.csv as pcsv
+    if out is None:
+        _stream(reader, fmt, sys.stdout.buffer)
+        return
+    with writing(out), out.open("wb") as stream:
+        _stream(reader, fmt, stream)
+    err_console.print(f"wrote {out}", soft_wrap=True, highlight=False)
 
-            writer = None
-            for batch in reader:
-                flat = _flat(batch)
-                if writer is None:
-                    writer = pcsv.CSVWriter(stream, flat.schema)
-                writer.write_batch(flat)
+
+def _stream(reader: pa.RecordBatchReader, fmt: Format, stream: IO[Any]) -> None:
+    """Write the rows as CSV or a JSON array to ``stream``."""
+    if fmt is Format.CSV:
+        import pyarrow.csv as pcsv
+
+        writer = None
+        for batch in reader:
+            flat = _flat(batch)
             if writer is None:
-                stream.write((",".join(reader.schema.names) + "\n").encode())
-            else:
-                writer.close()
+                writer = pcsv.CSVWriter(stream, flat.schema)
+            writer.write_batch(flat)
+        if writer is None:
+            stream.write((",".join(reader.schema.names) + "\n").encode())
         else:
-            stream.write(b"[")
-            for i, line in enumerate(_json_rows(reader)):
-                stream.write(("\n" if i == 0 else ",\n").encode() + line.encode())
-            stream.write(b"\n]\n")
-        stream.flush()
-    finally:
-        if out is not None:
-            stream.close()
-            err_console.print(f"wrote {out}")
+            writer.close()
+    else:
+        stream.write(b"[")
+        for i, line in enumerate(_json_rows(reader)):
+            stream.write(("\n" if i == 0 else ",\n").encode() + line.encode())
+        stream.write(b"\n]\n")
+    stream.flush()
 
 
 def sql(
@@ -143,7 +149,9 @@ def sql(
             "--param", "-p", help="A value for ?/$1… in order (repeatable; JSON or text)."
         ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Rows shown by --format table.")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Rows shown by --format table.")
+    ] = 100,
 ) -> None:
     """Query the lake with DuckDB SQL (read-only; tables, views and "name@version" datasets).
 
@@ -203,4 +211,4 @@ def _run(lake: Lake, text: str, *, limit: int) -> None:
     try:
         _write(lake.sql_reader(text), Format.TABLE, None, limit)
     except LakecoreError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+        print_error(str(exc))

@@ -233,9 +233,19 @@ class Reader:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # also at interpreter exit
-            self.close()
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        # Also runs at interpreter exit, when module globals (os, contextlib) may already be
+        # None: use only the function bound here and builtins. Nothing else can hold this
+        # reader any more, so no lock is needed.
+        fds = getattr(self, "_fds", None)  # (None if __init__ did not finish)
+        if not fds:
+            return
+        self._fds = {}
+        for fd in fds.values():
+            try:  # noqa: SIM105 (contextlib may be gone at exit)
+                _close(fd)
+            except OSError:  # a descriptor closed elsewhere
+                pass
 
 
 def ordered_prefetch(units: Iterable[T], work: Callable[[T], U], *, prefetch: int) -> Iterator[U]:
