@@ -134,6 +134,10 @@ class Lake:
         """Write an append's data files ahead of its commit (see ``Catalog.prepare``)."""
         return self._catalog.prepare(op)
 
+    def discard(self, op: Op) -> None:
+        """Remove the files ``prepare`` wrote for an op that will not be committed."""
+        self._catalog.discard(op)
+
     def wait(self, timeout: float | None = None) -> None:
         """Wait for this lake's background work: index refreshes after large writes, and the
         SQL engine's cache builds (at most ``timeout`` seconds).
@@ -370,12 +374,12 @@ def _check_settings(lease_ttl: object, large_threshold: object) -> None:
             f"lease_ttl must be a number of seconds > 0 (e.g. 30.0), got {lease_ttl!r}",
             field="lease_ttl",
         )
-    if isinstance(large_threshold, bool) or not isinstance(large_threshold, int):
+    if isinstance(large_threshold, bool) or not hasattr(large_threshold, "__index__"):
         raise ConfigError(
             f"large_threshold must be an int number of bytes >= 1, got {large_threshold!r}",
             field="large_threshold",
         )
-    if large_threshold < 1:
+    if operator.index(large_threshold) < 1:
         raise ConfigError(
             f"large_threshold must be >= 1 byte, got {large_threshold}", field="large_threshold"
         )

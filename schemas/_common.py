@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, ValidationInfo
 
 from schemas._base import new_id
 
@@ -18,6 +18,7 @@ __all__ = [
     "FLOAT32_MAX",
     "INT32_MAX",
     "INT32_MIN",
+    "NEW_INPUT",
     "IdStr",
     "JsonDict",
     "MountName",
@@ -99,10 +100,18 @@ def check_storage_key(value: str) -> str:
     return value
 
 
-def _check_non_blank(value: str) -> str:
+NEW_INPUT = "lakecore-new-input"
+"""Validation context key: set (``model_validate(data, context={NEW_INPUT: True})``) when a
+model is built from new input, not read back from a table. Rules added after rows were first
+written (no control characters in names) apply to new input only, so older lakes stay
+readable."""
+
+
+def _check_non_blank(value: str, info: ValidationInfo) -> str:
     if not value.strip():
         raise ValueError("must be a non-empty, non-blank string")
-    if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
+    new = bool(info.context and info.context.get(NEW_INPUT))
+    if new and any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
         raise ValueError(f"{value!r} contains control characters; remove them")
     return value
 
@@ -178,7 +187,8 @@ SplitName = Annotated[str, AfterValidator(check_split)]
 """A split name: ``[A-Za-z0-9_.-]{1,64}``."""
 
 NonBlankStr = Annotated[str, AfterValidator(_check_non_blank)]
-"""A string that is not empty or only whitespace, without control characters."""
+"""A string that is not empty or only whitespace (and, in new input, without control
+characters: see ``NEW_INPUT``)."""
 
 IdStr = Annotated[str, AfterValidator(_check_id)]
 """An entity id: non-empty, no whitespace or control characters."""

@@ -200,6 +200,12 @@ def test_batch_with_one_bad_row_is_rejected_whole(seeded, data):
     assert lake.snapshot().pins == pins
 
 
+def _data_files(lake, table: str) -> set[str]:
+    fs, data = lake._catalog.fs, f"{lake._tables.uri(table)}/data"
+    fs.invalidate_cache()
+    return set(fs.find(data))
+
+
 @given(data=st.data())
 @settings(
     max_examples=10,
@@ -216,11 +222,12 @@ def test_a_batch_written_ahead_is_still_rejected_whole(seeded, monkeypatch, data
     monkeypatch.setattr(datums, "WRITE_AHEAD_ROWS", 1)  # every batch takes that path
     lake, ids = seeded
     rows, bad, field = data.draw(batch_with_one_bad_row(ids))
-    pins = lake.snapshot().pins
+    pins, files = lake.snapshot().pins, _data_files(lake, "datums")
     with pytest.raises(ValidationError) as err:
         Datums(lake).add_many(rows)
     assert (err.value.details["row"], err.value.details["field"]) == (bad, field), err.value
     assert lake.snapshot().pins == pins
+    assert _data_files(lake, "datums") == files  # what was written ahead is removed
     assert not [t for t in threading.enumerate() if t.name.startswith("lakecore-write-ahead")]
     written = Datums(lake).add_many([{"assets": {"image": ids[1]}}, {"assets": {"image": ids[2]}}])
     stored = lake.snapshot().to_table("datums", columns=["datum_id"])["datum_id"].to_pylist()

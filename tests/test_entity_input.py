@@ -240,3 +240,80 @@ def test_sql_front_ends_take_a_lone_ref_and_refuse_other_types(seeded):
         assert err.value.details["field"] == "refs"
     with pytest.raises(ValidationError):
         lake.polars(5)
+
+
+def test_names_written_before_the_control_character_rule_still_read(lake):
+    """Older lakes may hold names with control characters (a label read from a CRLF file):
+    they stay readable and usable; only new input is held to the rule."""
+    from lakecore.tables import Append, to_arrow
+    from schemas import AnnotationSchema, AnnotationSet
+
+    old = AnnotationSchema.model_validate(
+        {
+            "name": "pets\t",
+            "task_type": "detection",
+            "labels": [{"name": "cat\r"}],
+            "allowed_kinds": ["bbox"],
+        }
+    )
+    aset = AnnotationSet.model_validate(
+        {
+            "name": "gt\tv1",
+            "schema_id": old.schema_id,
+            "purpose": "ground_truth",
+            "source_kind": "human",
+        }
+    )
+    lake.commit(
+        [
+            Append("annotation_schemas", to_arrow([old], AnnotationSchema)),
+            Append("annotation_sets", to_arrow([aset], AnnotationSet)),
+        ]
+    )
+    assert lake.annotations.get_schema(old.schema_id).label_names() == ["cat\r"]
+    assert lake.annotations.get_set(aset.set_id).name == "gt\tv1"
+    aid = lake.assets.add(b"img", kind="blob").asset_id
+    written = lake.annotations.add(aset.set_id, _box(aid, label=["cat\r"]))
+    assert lake.annotations.get(written["annotation_id"][0].as_py()).label == "cat\r"
+    with pytest.raises(ValidationError):  # new input: refused
+        lake.annotations.create_set("gt\tv2")
+
+
+def test_strings_in_any_arrow_layout_are_accepted(seeded):
+    """polars gives string_view columns, pandas categoricals dictionary ones: both are text."""
+    pl = pytest.importorskip("polars")
+    lake, aid, _ = seeded
+    ids = lake.datums.add_many([{"assets": {"image": aid}}] * 3)["datum_id"].to_pylist()
+    view = pa.table(pl.DataFrame({"datum_id": ids}))["datum_id"]
+    assert lake.datums.get_many(view)["datum_id"].to_pylist() == ids
+    version = (
+        lake.datasets.builder("c")
+        .add(view)
+        .remove(pa.array(ids[:1]).dictionary_encode())
+        .commit("1")
+    )
+    assert sorted(version.to_arrow()["datum_id"].to_pylist()) == sorted(ids[1:])
+    rows = pa.table(
+        {
+            "assets": pa.array([[("image", aid)]], MAP),
+            "split": pa.array(["train"]).dictionary_encode(),
+        }
+    )
+    assert lake.datums.add_many(rows)["split"].to_pylist() == ["train"]
+    labels = _box(aid, label=pa.array(["cat"]).dictionary_encode())
+    free = lake.annotations.create_set("free").set_id
+    assert lake.annotations.add(free, labels)["label"].to_pylist() == ["cat"]
+
+
+def test_numpy_ints_count_and_datum_authors_refuse_control_characters(seeded):
+    np = pytest.importorskip("numpy")
+    lake, aid, _ = seeded
+    _refused(
+        lake,
+        lambda: lake.datums.add_many([{"assets": {"image": aid}, "created_by": "a\x00b"}]),
+        "created_by",
+    )
+    datums = lake.datums.add_many([{"assets": {"image": aid}, "created_by": "José"}])
+    version = lake.datasets.builder("c").add(datums["datum_id"]).commit("1")
+    assert version.head(np.int64(1)).num_rows == 1
+    assert version.page(limit=np.int32(5)).rows.num_rows == 1

@@ -427,11 +427,19 @@ def test_good_scans_still_work(lake):
     assert lake.table("assets", columns=[]).num_rows == 1
 
 
-def test_io_errors_are_not_validation_errors(tmp_path):
+@pytest.mark.parametrize("damage", ["deleted", "overwritten"])
+def test_io_errors_are_not_validation_errors(tmp_path, damage):
+    """A missing or damaged data file is not a bad filter or column (Lance calls a damaged
+    file "invalid user input" too)."""
     lake = lakecore.connect(tmp_path / "l")
     lake.assets.add(b"an asset", kind="image")
     for data in Path(lake._tables.uri("assets"), "data").iterdir():
-        data.unlink()
+        if damage == "deleted":
+            data.unlink()
+        else:
+            with data.open("r+b") as f:
+                f.seek(-8, 2)
+                f.write(bytes(8))
     again = lakecore.connect(tmp_path / "l")
     for call in (
         lambda: again.table("assets", filter="kind = 'image'"),

@@ -132,8 +132,13 @@ def test_a_batch_written_ahead_is_still_rejected_whole(env, monkeypatch, data):
     lake, ann, aset = env
     rows, bad, field, good = _one_bad_row(data)
     before, count = lake.snapshot().pins, ann.count()
+    fs, folder = lake._catalog.fs, f"{lake._tables.uri('annotation_records')}/data"
+    fs.invalidate_cache()
+    files = set(fs.find(folder))
     _rejects(ann, aset.set_id, arrow_rows(rows), bad, field)
     assert lake.snapshot().pins == before and ann.count() == count
+    fs.invalidate_cache()
+    assert set(fs.find(folder)) == files  # what was written ahead is removed
     assert not [t for t in threading.enumerate() if t.name.startswith("lakecore-write-ahead")]
     if good:
         written = ann.add(aset.set_id, arrow_rows(good))

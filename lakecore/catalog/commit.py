@@ -166,6 +166,16 @@ _ROW_COLUMNS = frozenset(
 """Columns Lance adds to any table on request."""
 
 
+def _plans(ds: LanceDataset, columns: list[str] | None, filter: object) -> bool:
+    """True when Lance plans a scan of ``columns`` with ``filter`` (no data file is read), so
+    an error of that scan did not come from its input."""
+    try:
+        ds.scanner(columns=columns, filter=filter).explain_plan()
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def _scan_input(
     ds: LanceDataset, table: str, columns: object, filter: object
@@ -205,8 +215,8 @@ def _scan_input(
         yield cols
     except (ValueError, OSError) as exc:
         text = str(exc)
-        if not text.startswith(_LANCE_INPUT):
-            raise
+        if not text.startswith(_LANCE_INPUT) or _plans(ds, cols, filter):
+            raise  # not about the input (Lance says "invalid input" of a damaged file too)
         reason = re.sub(r",\s*/\S+\.rs:\d+:\d+", "", text).removeprefix(_LANCE_INPUT + ": ")
         names = ds.schema.names
         if cols is not None:
@@ -282,6 +292,7 @@ class Catalog:
         self.refresher = IndexRefresher(self)
         self.store = store
         self.lease = Lease(fs, root.child("_lease").uri, ttl=lease_ttl)
+        self.fs = fs
         self.lease_timeout = lease_timeout
         self.max_attempts = max_attempts
         self._local = threading.Lock()
@@ -472,6 +483,17 @@ class Catalog:
         if isinstance(op, Append):
             _prewrite(self.store, op)
         return op
+
+    def discard(self, op: Op) -> None:
+        """Remove the data files :meth:`prepare` wrote for ``op``, which no commit references
+        (a batch that failed its checks). Best effort: a file left behind is only wasted space,
+        which Lance's clean-up (``lake.gc``) reclaims once it is a week old."""
+        if not isinstance(op, Append) or not op.fragments:
+            return
+        base = f"{self.store.uri(op.table)}/data"
+        fragments, op.fragments = op.fragments, None
+        with contextlib.suppress(Exception):
+            self.fs.rm([f"{base}/{d.path}" for fragment in fragments for d in fragment.files])
 
     def _prepare_all(self, ops: Iterable[Op]) -> list[Op]:
         """Conform every operation and write the appends' data files, several at once.

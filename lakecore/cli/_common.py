@@ -55,9 +55,12 @@ def writing(path: Path) -> Iterator[None]:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        if exc.filename is not None and not _within(os.fsdecode(exc.filename), path):
-            raise  # not the user's output (e.g. reading the lake): the generic line says which
-        fail(f"cannot write {exc.filename or path}: {exc.strerror or exc}")
+        named = exc.filename
+        if named is None and str(path) in str(exc):  # pyarrow names the file in its message
+            named = str(path)
+        if named is None or not _within(os.fsdecode(named), path):
+            raise  # not about the user's output (e.g. reading the lake)
+        fail(f"cannot write {named}: {exc.strerror or exc}")
 
 
 def _within(filename: str, path: Path) -> bool:
@@ -67,10 +70,11 @@ def _within(filename: str, path: Path) -> bool:
 
 
 class LakecoreGroup(TyperGroup):
-    """The root command group: lakecore errors and ``OSError`` become one line and status 1.
+    """The root command group: lakecore errors, and ``OSError`` s about a named file (the
+    user's paths), become one line and status 1.
 
-    Anything else (a bug) keeps its traceback. A broken pipe (``lakecore sql … | head``) is
-    left to click, which exits quietly.
+    Anything else (a bug, an I/O error inside a library) keeps its traceback. A broken pipe
+    (``lakecore sql … | head``) is left to click, which exits quietly.
     """
 
     def invoke(self, ctx: Any) -> Any:  # (click's Context: typer may vendor click)
@@ -78,7 +82,12 @@ class LakecoreGroup(TyperGroup):
             return super().invoke(ctx)
         except BrokenPipeError:
             raise
-        except (LakecoreError, OSError) as exc:
+        except LakecoreError as exc:
+            print_error(error_message(exc))
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a path the user gave: keep the traceback
+                raise
             print_error(error_message(exc))
             raise typer.Exit(1) from None
 

@@ -161,7 +161,12 @@ def main() -> None:
         app()
     except BrokenPipeError:
         raise
-    except (LakecoreError, OSError) as exc:
+    except LakecoreError as exc:
+        print_error(error_message(exc))
+        raise SystemExit(1) from None
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: keep the traceback
+            raise
         print_error(error_message(exc))
         raise SystemExit(1) from None
 

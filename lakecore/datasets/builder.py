@@ -20,6 +20,7 @@ from lakecore.entities._checks import (
     dump_json,
     first,
     id_array,
+    is_text,
     map_entries,
     repeat,
 )
@@ -509,13 +510,7 @@ def _as_table(value: object) -> pa.Table | None:
 def _strings(column: pa.ChunkedArray) -> pa.Array | None:
     """A column of strings (plain, large, view or dictionary-encoded, as pandas and polars
     give them; or all null) as ``string``; None when it holds something else."""
-    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-    if not (
-        pa.types.is_null(kind)
-        or pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or pa.types.is_string_view(kind)
-    ):
+    if not is_text(column.type):
         return None
     return column.cast(pa.string()).combine_chunks()
 

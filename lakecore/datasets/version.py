@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -30,16 +31,20 @@ DATUM_COLUMNS = ("datum_id", "split", "assets", "metadata", "created_at")
 
 
 def _count(value: object, field: str, low: int, high: int | None = None) -> int:
-    """An int argument within ``low..high``."""
+    """An int argument (numpy ints too) within ``low..high``."""
     within = f"{low}..{high}" if high is not None else f">= {low}"
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        number = None
     if (
         isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
+        or number is None
+        or number < low
+        or (high is not None and number > high)
     ):
         raise ValidationError(f"{field} must be an int {within}, got {value!r}", field=field)
-    return value
+    return number
 
 
 class Page:

@@ -20,6 +20,7 @@ from lakecore.entities._validate import column_mask, combined, show
 from lakecore.errors import SchemaError, ValidationError
 from lakecore.tables.arrow import layout, to_arrow
 from schemas import AnnotationKind, AnnotationRecord, AnnotationSet
+from schemas._common import NEW_INPUT
 
 __all__ = ["RECORD_SCHEMA", "Records", "records_table", "with_ids"]
 
@@ -98,7 +99,7 @@ def _from_models(records: Iterable[Any], aset: AnnotationSet) -> pa.Table:
             if data.get(key) is None and (key == "set_id" or "source" not in data):
                 data[key] = value
         try:
-            models.append(AnnotationRecord.model_validate(data))
+            models.append(AnnotationRecord.model_validate(data, context={NEW_INPUT: True}))
         except pydantic.ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "record"
@@ -290,12 +291,13 @@ def _json_column(data: pa.Table, name: str, n: int) -> pa.Array | pa.ChunkedArra
 
 
 def _family(type_: pa.DataType) -> str | None:
-    """What a column's values are at heart (numbers, text, truth values), lists looked
-    through; None for what is not compared (structs, nulls)."""
+    """What a column's values are at heart (numbers, text, truth values), lists and
+    dictionary encoding looked through; None for what is not compared (structs, nulls)."""
     while (
         pa.types.is_list(type_)
         or pa.types.is_large_list(type_)
         or pa.types.is_fixed_size_list(type_)
+        or pa.types.is_dictionary(type_)
     ):
         type_ = type_.value_type
     if pa.types.is_integer(type_) or pa.types.is_floating(type_):

@@ -31,8 +31,7 @@ __all__ = [
 WRITE_AHEAD_ROWS = 4096
 """Batches of at least this many rows (annotation records, datums) get their data files written
 on a second thread while they are checked against the lake (50k boxes: ~25 ms of writing
-overlaps ~25 ms of checks). If a check fails the files are never committed; Lance's clean-up
-removes them (lake.gc after the grace period)."""
+overlaps ~25 ms of checks). If a check fails the files are removed (``LakeCore.discard``)."""
 
 
 class LakeCore(Protocol):
@@ -61,6 +60,10 @@ class LakeCore(Protocol):
     def prepare(self, op: Op) -> Op:
         """Conform an operation and write an append's data files now (invisible until a commit
         of ``op`` references them)."""
+        ...
+
+    def discard(self, op: Op) -> None:
+        """Remove the data files ``prepare`` wrote for ``op`` (it will not be committed)."""
         ...
 
 

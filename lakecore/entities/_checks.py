@@ -18,6 +18,7 @@ import pydantic
 
 from lakecore.entities._base import in_filter, rows_where
 from lakecore.errors import NotFoundError, ValidationError
+from schemas._common import NEW_INPUT
 from schemas._common import check_split as schema_split
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ __all__ = [
     "duplicate_mask",
     "first",
     "id_array",
+    "is_text",
     "json_object",
     "listed",
     "map_entries",
@@ -68,16 +70,25 @@ def repeat(value: Any, n: int, type_: pa.DataType) -> pa.Array:
     return pa.array([value], type_).take(pa.array(np.zeros(n, dtype=np.int64)))
 
 
+def is_text(type_: pa.DataType) -> bool:
+    """Strings in any Arrow layout (plain, large, view, dictionary-encoded), or all null."""
+    if pa.types.is_dictionary(type_):
+        type_ = type_.value_type
+    return bool(
+        pa.types.is_string(type_)
+        or pa.types.is_large_string(type_)
+        or pa.types.is_string_view(type_)
+        or pa.types.is_null(type_)
+    )
+
+
 def _as_array(values: Any, field: str, type_: pa.DataType) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     try:
         if isinstance(values, pa.Array):
-            if pa.types.is_string(type_) and not (
-                pa.types.is_string(values.type)
-                or pa.types.is_large_string(values.type)
-                or pa.types.is_null(values.type)
-            ):  # a cast would turn 7 into "7": ids are strings
+            if pa.types.is_string(type_) and not is_text(values.type):
+                # a cast would turn 7 into "7": ids are strings
                 raise ValidationError(
                     f"{field}: expected strings, got an Arrow {values.type} array", field=field
                 )
@@ -221,9 +232,10 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 def build_model(cls: type[M], **fields: Any) -> M:
-    """Build a model; pydantic errors become a lakecore ValidationError naming the field."""
+    """Build a model from new input (the rules for new input apply: ``NEW_INPUT``); pydantic
+    errors become a lakecore ValidationError naming the field."""
     try:
-        return cls.model_validate(fields)
+        return cls.model_validate(fields, context={NEW_INPUT: True})
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or cls.__name__

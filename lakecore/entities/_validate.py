@@ -22,7 +22,16 @@ from lakecore.errors import ValidationError
 from schemas import AnnotationKind, SourceKind
 from schemas.annotation import GEOMETRY_FIELDS, KIND_GEOMETRY
 
-__all__ = ["Codes", "Column", "Failures", "check_structure", "column_mask", "combined", "show"]
+__all__ = [
+    "Codes",
+    "Column",
+    "Failures",
+    "check_free_labels",
+    "check_structure",
+    "column_mask",
+    "combined",
+    "show",
+]
 
 Describe: TypeAlias = Callable[[int], str]
 
@@ -208,11 +217,6 @@ def _check_target_and_label(f: Failures) -> None:
             f"label is required for kind {show(f.value('kind', r))}; "
             "only captions may leave it empty"
         ),
-    )
-    f.flag(  # checked on the distinct labels only
-        labels.rows(pc.match_substring_regex(labels.values, r"[\p{Cc}]")),
-        "label",
-        lambda r: f"label {show(f.value('label', r))} contains control characters",
     )
 
 
@@ -416,4 +420,15 @@ def _check_mask(f: Failures) -> None:
         caption_rows(f) & column_mask(text.is_valid()) & column_mask(_blank(text)),
         "text",
         lambda r: "kind 'caption' requires non-empty text",
+    )
+
+
+def check_free_labels(f: Failures) -> None:
+    """Labels of a set without schema (any text) may not hold control characters; a schema's
+    labels are checked when the schema is made. Checked on the distinct labels only."""
+    labels = f.codes("label")
+    f.flag(
+        labels.rows(pc.match_substring_regex(labels.values, r"[\p{Cc}]")),
+        "label",
+        lambda r: f"label {show(f.value('label', r))} contains control characters",
     )

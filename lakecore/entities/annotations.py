@@ -26,7 +26,7 @@ from lakecore.entities._checks import id_array, json_object, listed, one_id
 from lakecore.entities._codes import Codes
 from lakecore.entities._references import check_references
 from lakecore.entities._schema_rules import check_schema
-from lakecore.entities._validate import Failures, check_structure
+from lakecore.entities._validate import Failures, check_free_labels, check_structure
 from lakecore.errors import AlreadyExistsError, InUseError, NotFoundError, ValidationError
 from lakecore.tables.arrow import from_arrow, to_arrow
 from lakecore.tables.write import Append, Delete, Op
@@ -63,6 +63,8 @@ def validate_records(
     check_structure(failures)
     if schema is not None:
         check_schema(failures, schema)
+    else:
+        check_free_labels(failures)
     failures.raise_first()
 
 
@@ -361,7 +363,7 @@ class Annotations:
                 asset or datum; the message names the lowest such row and the field
                 (``details["row"]``, ``details["field"]``). Nothing is committed: the
                 lake reads as before (a large batch's data files, written while it was
-                checked, stay unreferenced until clean-up removes them).
+                checked, are removed).
 
         Example:
             >>> rows = pa.table({"asset_id": [aid], "kind": ["bbox"], "label": ["cat"],
@@ -391,11 +393,16 @@ class Annotations:
             op = Append(RECORDS, with_ids(table))
         else:  # make the ids and write the data files while the batch is checked (the
             # files are dropped if a check fails)
-            with ThreadPoolExecutor(1, thread_name_prefix="lakecore-write-ahead") as pool:
-                ahead = pool.submit(write_ahead)
-                validate_records(table, schema, codes)
-                check_references(snap, table, codes)
-            op = ahead.result()
+            try:
+                with ThreadPoolExecutor(1, thread_name_prefix="lakecore-write-ahead") as pool:
+                    ahead = pool.submit(write_ahead)
+                    validate_records(table, schema, codes)
+                    check_references(snap, table, codes)
+                op = ahead.result()
+            except BaseException:
+                if ahead.done() and ahead.exception() is None:
+                    self._core.discard(ahead.result())
+                raise
         checked = time.perf_counter()
         base = {name: snap.pins.get(name) for name in _REFERENCED}
 

@@ -29,6 +29,7 @@ from lakecore.entities._checks import (
     duplicate_mask,
     first,
     id_array,
+    is_text,
     map_entries,
     one_id,
     order_like,
@@ -147,12 +148,7 @@ def _convert(name: str, col: pa.Array) -> pa.Array:
             return _struct_to_map(col) if pa.types.is_struct(col.type) else col.cast(MAP)
         if name == "metadata" and pa.types.is_struct(col.type):
             return _struct_json(col)
-        if not (
-            pa.types.is_string(col.type)
-            or pa.types.is_large_string(col.type)
-            or pa.types.is_string_view(col.type)
-            or pa.types.is_null(col.type)
-        ):  # a cast would quietly store 7 as "7" (or bytes as text)
+        if not is_text(col.type):  # a cast would quietly store 7 as "7" (or bytes as text)
             raise pa.ArrowTypeError(f"a {col.type} column is not text")
         return col.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
@@ -233,6 +229,13 @@ def _validate(t: pa.Table) -> tuple[pa.Array, pa.Array]:
             lambda: check_split(_arr(t, "split")),
             lambda: _check_ids(_arr(t, "datum_id")),
             lambda: check_json_strings(_arr(t, "metadata")),
+            lambda: check_regex(
+                _arr(t, "created_by"),
+                r"[\p{Cc}]",
+                "created_by",
+                "remove its control characters",
+                match=False,
+            ),
         ]
     )
     return parent, values
@@ -337,11 +340,15 @@ class Datums:
         snap = self.core.snapshot()
         if n < WRITE_AHEAD_ROWS:
             _check_snapshot(snap, ids, parent, values)
-        else:  # write the data files while the batch is checked (dropped if a check fails)
-            with ThreadPoolExecutor(1, thread_name_prefix="lakecore-write-ahead") as pool:
-                ahead = pool.submit(self.core.prepare, op)
-                _check_snapshot(snap, ids, parent, values)
-            ahead.result()
+        else:  # write the data files while the batch is checked (removed if a check fails)
+            try:
+                with ThreadPoolExecutor(1, thread_name_prefix="lakecore-write-ahead") as pool:
+                    ahead = pool.submit(self.core.prepare, op)
+                    _check_snapshot(snap, ids, parent, values)
+                ahead.result()
+            except BaseException:
+                self.core.discard(op)
+                raise
         base = {name: snap.pins.get(name) for name in _REFERENCED}
 
         def build(current: Snapshot) -> list[Op]:
