@@ -125,3 +125,14 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
 @pytest.fixture
 def lake(where: Where):  # type: ignore[no-untyped-def]
     return where.connect()
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def module_where(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Where:
+    """A place for one lake shared by a module's tests, for calls that must change nothing
+    (each test checks that its call left the lake as it was): a lake on the S3 server costs
+    seconds to set up."""
+    if request.param == "local":
+        return Where("local", str(tmp_path_factory.mktemp("shared") / "lake"), None)
+    server: S3Server = request.getfixturevalue("s3_server")
+    return Where("s3", f"s3://{server.bucket()}/lake", server.options)

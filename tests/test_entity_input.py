@@ -13,14 +13,24 @@ from lakecore.errors import AliasAlreadyExistsError, LakecoreError, ValidationEr
 MAP = pa.map_(pa.string(), pa.string())
 
 
-@pytest.fixture
-def seeded(lake):
+def _seed(lake):
     aid = lake.assets.add(b"seed", kind="blob", alias="cams/seed").asset_id
     schema = lake.annotations.create_schema(
         "pets", task_type="detection", labels=["cat"], allowed_kinds=["bbox"], allow_scores=True
     )
     aset = lake.annotations.create_set("gt", schema_id=schema.schema_id)
     return lake, aid, aset.set_id
+
+
+@pytest.fixture
+def seeded(lake):
+    return _seed(lake)
+
+
+@pytest.fixture(scope="module")
+def shared(module_where):
+    """One seeded lake per storage for the refused calls (each checks it left it as it was)."""
+    return _seed(module_where.connect())
 
 
 def _payload_rows(lake) -> int:
@@ -111,8 +121,8 @@ ANNOTATION_CALLS = {
 
 
 @pytest.mark.parametrize("case", sorted(ANNOTATION_CALLS))
-def test_bad_annotation_arguments_are_refused(seeded, case):
-    lake, aid, set_id = seeded
+def test_bad_annotation_arguments_are_refused(shared, case):
+    lake, aid, set_id = shared
     call, field = ANNOTATION_CALLS[case]
     before = lake.annotations.count()
     _refused(lake, lambda: call(lake.annotations, aid, set_id), field, error=LakecoreError)
@@ -175,15 +185,15 @@ ASSET_CALLS = {
 
 
 @pytest.mark.parametrize("case", sorted(ASSET_CALLS))
-def test_bad_asset_arguments_are_refused_before_any_payload_is_stored(seeded, case):
-    lake, aid, _ = seeded
+def test_bad_asset_arguments_are_refused_before_any_payload_is_stored(shared, case):
+    lake, aid, _ = shared
     call, field = ASSET_CALLS[case]
     _refused(lake, lambda: call(lake, aid), field, error=LakecoreError)
     assert lake.assets.get(aid).metadata == {}
 
 
-def test_an_alias_taken_already_is_refused_before_the_payloads_are_stored(seeded):
-    lake, _, _ = seeded
+def test_an_alias_taken_already_is_refused_before_the_payloads_are_stored(shared):
+    lake, _, _ = shared
     err = _refused(
         lake,
         lambda: lake.assets.add_many(
@@ -209,8 +219,8 @@ def test_metadata_mappings_of_any_kind_are_accepted(seeded):
         ("metadata", pa.array([b"{}"], pa.binary())),
     ],
 )
-def test_datum_columns_of_the_wrong_type_are_refused_not_cast(seeded, column, values):
-    lake, aid, _ = seeded
+def test_datum_columns_of_the_wrong_type_are_refused_not_cast(shared, column, values):
+    lake, aid, _ = shared
     rows = pa.table({"assets": pa.array([[("image", aid)]], MAP), column: values})
     err = _refused(lake, lambda: lake.datums.add_many(rows), column)
     assert str(values.type) in str(err)
