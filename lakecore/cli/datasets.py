@@ -23,6 +23,7 @@ from lakecore.cli._common import (
     render_rows,
     rows,
 )
+from lakecore.entities.summary import human_bytes
 from lakecore.errors import VersionNotFoundError
 
 datasets_app = typer.Typer(help="Immutable dataset versions.", no_args_is_help=True)
@@ -173,16 +174,6 @@ def tag(
     )
 
 
-def _size(n: int) -> str:
-    """Bytes for people: ``512 B``, ``4.5 KiB``, ``1.2 GiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def _render_gc(d: dict[str, Any]) -> None:
     dry = d["dry_run"]
     removed = {k: v for k, v in d["versions_removed"].items() if v}
@@ -193,16 +184,18 @@ def _render_gc(d: dict[str, Any]) -> None:
         console.print("dry run: nothing was removed (gc --apply removes what is listed)")
     lines = [
         f"table versions: {sum(removed.values())} {verb}{per_table}, {kept} kept",
-        f"payloads: {d['payloads_dead']} unreferenced {verb} ({_size(d['payload_bytes_dead'])}),"
-        f" {d['payloads_live']} live ({_size(d['payload_bytes_live'])})",
+        f"payloads: {d['payloads_dead']} unreferenced {verb}"
+        f" ({human_bytes(d['payload_bytes_dead'])}),"
+        f" {d['payloads_live']} live ({human_bytes(d['payload_bytes_live'])})",
     ]
     if d["compacted"]:
         lines.append(f"compacted: {', '.join(d['compacted'])}")
     if dry:
-        lines.append(f"lake size now: {_size(d['bytes_before'])}")
+        lines.append(f"lake size now: {human_bytes(d['bytes_before'])}")
     else:
         lines.append(
-            f"lake size: {_size(d['bytes_before'])} before, {_size(d['bytes_after'])} after"
+            f"lake size: {human_bytes(d['bytes_before'])} before,"
+            f" {human_bytes(d['bytes_after'])} after"
         )
     lines.append(f"took {d['seconds']:.1f} s")
     for line in lines:

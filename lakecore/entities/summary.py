@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 
 from lakecore.entities._base import LakeCore
 
-__all__ = ["render_summary", "summary"]
+__all__ = ["human_bytes", "render_summary", "summary"]
 
 
 def summary(core: LakeCore) -> dict[str, Any]:
@@ -32,7 +32,8 @@ def summary(core: LakeCore) -> dict[str, Any]:
     }
 
 
-def _bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """Bytes for people: ``512 B``, ``4.5 KiB``, ``1.2 GiB``."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -52,5 +53,5 @@ def render_summary(d: dict[str, Any]) -> str:
     width = max(10, *(len(name) + 2 for name in d["tables"]))
     lines = [f"{name:<{width}}{rows:>9,} rows" for name, rows in d["tables"].items()]
     pay = d["payloads"]
-    lines.append(f"{'payloads':<{width}}{pay['count']:>9,} ({_bytes(pay['bytes'])})")
+    lines.append(f"{'payloads':<{width}}{pay['count']:>9,} ({human_bytes(pay['bytes'])})")
     return "\n".join(lines)
