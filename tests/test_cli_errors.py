@@ -326,3 +326,16 @@ def test_info_and_export_help_have_no_loose_ends(shared):
     assert not any(line.endswith(" ") for line in info.stdout.splitlines() if "mount" in line)
     help_text = invoke("export", "coco", "--help").stdout
     assert help_text.count("latest") == 1
+
+
+@pytest.mark.parametrize("value", ["{bad", "[1]"])
+def test_bad_storage_options_in_the_environment_are_one_line(tmp_path, value):
+    result = invoke("info", "--lake", str(tmp_path / "x"), env={"LAKECORE_STORAGE_OPTIONS": value})
+    assert "LAKECORE_STORAGE_OPTIONS" in one_error_line(result)
+
+
+def test_a_lake_json_without_a_catalog_is_one_plain_line(tmp_path):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "lake.json").write_text("{}")
+    line = one_error_line(invoke("info", "--lake", str(tmp_path / "half")))
+    assert "complete lake" in line and ".rs:" not in line

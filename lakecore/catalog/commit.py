@@ -342,7 +342,11 @@ class Catalog:
             ds = lance.dataset(self.uri, storage_options=self.store.options)
             pins = self._pins(ds)
         except (OSError, ValueError) as exc:
-            raise StorageError(f"cannot read the lake catalog at {self.uri}: {exc}") from exc
+            why = re.sub(r",\s*/\S+\.rs:\d+:\d+", "", str(exc))  # Lance's source locations
+            raise StorageError(
+                f"cannot read the lake catalog at {self.uri}: {why} (lake.json is there: is this "
+                "a complete lake, not a partial copy?)"
+            ) from exc
         self._kept.handle = (os.getpid(), ds)
         return int(ds.version), pins
 

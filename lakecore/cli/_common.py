@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from typer.core import TyperGroup
 
-from lakecore.errors import LakecoreError
+from lakecore.errors import ConfigError, LakecoreError
 from lakecore.lake import Lake, connect
 
 console = Console()
@@ -124,7 +124,15 @@ def _options(pairs: list[str] | None) -> dict[str, str]:
     opts: dict[str, str] = {}
     env = os.environ.get("LAKECORE_STORAGE_OPTIONS")
     if env:
-        opts.update(json.loads(env))
+        try:
+            given = json.loads(env)
+        except ValueError as exc:
+            raise ConfigError(f"LAKECORE_STORAGE_OPTIONS is not JSON ({exc})") from None
+        if not isinstance(given, dict):
+            raise ConfigError(
+                'LAKECORE_STORAGE_OPTIONS must be a JSON object, e.g. {"region": "us-east-1"}'
+            )
+        opts.update(given)
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep:
