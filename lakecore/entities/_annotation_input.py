@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pydantic
 
 from lakecore.entities._base import new_ids, now_array
+from lakecore.entities._checks import is_text
 from lakecore.entities._json import struct_to_json
 from lakecore.entities._validate import column_mask, combined, show
 from lakecore.errors import SchemaError, ValidationError
@@ -302,11 +303,7 @@ def _family(type_: pa.DataType) -> str | None:
         type_ = type_.value_type
     if pa.types.is_integer(type_) or pa.types.is_floating(type_):
         return "numbers"
-    if (
-        pa.types.is_string(type_)
-        or pa.types.is_large_string(type_)
-        or pa.types.is_string_view(type_)
-    ):
+    if is_text(type_) and not pa.types.is_null(type_):
         return "text"
     if pa.types.is_boolean(type_):
         return "true/false values"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import binascii
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +27,7 @@ __all__ = [
     "now_array",
     "quote",
     "rows_where",
+    "write_ahead",
 ]
 
 WRITE_AHEAD_ROWS = 4096
@@ -65,6 +67,33 @@ class LakeCore(Protocol):
     def discard(self, op: Op) -> None:
         """Remove the data files ``prepare`` wrote for ``op`` (it will not be committed)."""
         ...
+
+
+_Op = TypeVar("_Op", bound="Op")
+
+
+def write_ahead(core: LakeCore, make: Callable[[], _Op], check: Callable[[], None]) -> _Op:
+    """Make an append and write its data files on a second thread while ``check`` runs on
+    this one; return the prepared op. If the check (or the write) fails, the files written are
+    removed and the error is raised; no thread is left behind."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="lakecore-write-ahead")
+
+    def prepared() -> _Op:
+        op = make()
+        core.prepare(op)
+        return op
+
+    ahead = pool.submit(prepared)
+    try:
+        check()
+        return ahead.result()
+    except BaseException:
+        pool.shutdown(wait=True)
+        if not ahead.cancelled() and ahead.exception() is None:
+            core.discard(ahead.result())
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def new_ids(prefix: str, n: int) -> pa.Array:

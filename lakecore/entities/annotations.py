@@ -13,14 +13,20 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
 import pydantic
 
 from lakecore.entities._annotation_input import Records, records_table, with_ids
-from lakecore.entities._base import WRITE_AHEAD_ROWS, LakeCore, in_filter, quote, rows_where
+from lakecore.entities._base import (
+    WRITE_AHEAD_ROWS,
+    LakeCore,
+    in_filter,
+    quote,
+    rows_where,
+    write_ahead,
+)
 from lakecore.entities._checks import build_model as _model
 from lakecore.entities._checks import id_array, json_object, listed, one_id
 from lakecore.entities._codes import Codes
@@ -382,27 +388,15 @@ class Annotations:
             return table
         codes: dict[str, Codes] = {}  # each column encoded once for all checks
 
-        def write_ahead() -> Append:
-            op = Append(RECORDS, with_ids(table))
-            self._core.prepare(op)
-            return op
-
-        if table.num_rows < WRITE_AHEAD_ROWS:
+        def check() -> None:
             validate_records(table, schema, codes)
             check_references(snap, table, codes)
+
+        if table.num_rows < WRITE_AHEAD_ROWS:
+            check()
             op = Append(RECORDS, with_ids(table))
-        else:  # make the ids and write the data files while the batch is checked (the
-            # files are dropped if a check fails)
-            try:
-                with ThreadPoolExecutor(1, thread_name_prefix="lakecore-write-ahead") as pool:
-                    ahead = pool.submit(write_ahead)
-                    validate_records(table, schema, codes)
-                    check_references(snap, table, codes)
-                op = ahead.result()
-            except BaseException:
-                if ahead.done() and ahead.exception() is None:
-                    self._core.discard(ahead.result())
-                raise
+        else:  # make the ids and write the data files while the batch is checked
+            op = write_ahead(self._core, lambda: Append(RECORDS, with_ids(table)), check)
         checked = time.perf_counter()
         base = {name: snap.pins.get(name) for name in _REFERENCED}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from lakecore.entities._base import (
     new_ids,
     now_array,
     rows_where,
+    write_ahead,
 )
 from lakecore.entities._checks import (
     SPACE_OR_CONTROL,
@@ -338,17 +338,14 @@ class Datums:
             return out
         op = Append("datums", out)
         snap = self.core.snapshot()
-        if n < WRITE_AHEAD_ROWS:
+
+        def check() -> None:
             _check_snapshot(snap, ids, parent, values)
-        else:  # write the data files while the batch is checked (removed if a check fails)
-            try:
-                with ThreadPoolExecutor(1, thread_name_prefix="lakecore-write-ahead") as pool:
-                    ahead = pool.submit(self.core.prepare, op)
-                    _check_snapshot(snap, ids, parent, values)
-                ahead.result()
-            except BaseException:
-                self.core.discard(op)
-                raise
+
+        if n < WRITE_AHEAD_ROWS:
+            check()
+        else:  # write the data files while the batch is checked
+            write_ahead(self.core, lambda: op, check)
         base = {name: snap.pins.get(name) for name in _REFERENCED}
 
         def build(current: Snapshot) -> list[Op]:
